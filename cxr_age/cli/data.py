@@ -1,0 +1,143 @@
+"""`cxr-age-data`: dataset statistics (the paper's Figure 1), patient-level splits and image checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from cxr_age.cli.base import Parser, run
+from cxr_age.cli.options import add_data_options, data_config
+from cxr_age.config import DataConfig
+from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.data.selection import NIH, SAMPLE, Selection, select
+from cxr_age.data.splits import SPLITS, check_disjoint, split_by_patient, split_from_nih_lists
+from cxr_age.run_dir import new_run_dir, write_csv, write_json
+
+PROG = "cxr-age-data"
+SPLIT_COLUMNS = ["image", "patient_id", "age", "sex", "view", "findings", "group", "split"]
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description="NIH ChestX-ray14 data: statistics, splits by patient, image checks.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    stats = commands.add_parser(
+        "stats", help="Figure 1 (age histogram) and images/patients per age group and split",
+        description="Figure 1 of Karargyris et al. (age histogram after removing ages over the maximum) and a "
+                    "table of images and patients per age group and split. Default data: the shipped NIH v2020 "
+                    "metadata table (no images needed).",
+    )
+    split = commands.add_parser(
+        "split", help="write train/val/test CSVs, 80/10/10 by patient",
+        description="Split by patient (80/10/10, seeded, balanced over age groups) and write train.csv, val.csv "
+                    "and test.csv. Default data: the embedded demo sample.",
+    )
+    check = commands.add_parser(
+        "check", help="find missing and undecodable image files",
+        description="Decode every selected image with the training pipeline's decoder and report missing or "
+                    "undecodable files. Default data: the embedded demo sample.",
+    )
+    for sub in (stats, split, check):
+        add_data_options(sub, images=False)
+    return parser
+
+
+def _split(selection: Selection, config: DataConfig) -> pd.DataFrame:
+    frame = selection.frame
+    if config.nih_lists:
+        return frame.assign(split=split_from_nih_lists(frame, config.nih_lists, config.seed))
+    return frame.assign(split=split_by_patient(frame, config.seed))
+
+
+def _report_selection(command: str, selection: Selection, config: DataConfig) -> None:
+    counts = selection.counts
+    print(f"{PROG} {command}: using {selection.source}")
+    for note in selection.notes:
+        print(f"note: {note}")
+    print(f"read {counts['read']:,} images of {counts['patients_read']:,} patients")
+    print(f"removed {counts['removed_over_max_age']:,} images with age over {config.max_age:g}")
+    if "removed_other_view" in counts:
+        print(f"removed {counts['removed_other_view']:,} images of views other than {config.view}")
+    age_zero = int((selection.frame["age"] == 0).sum())
+    zero_note = f" ({age_zero:,} of age 0 counted in group {GROUP_LABELS[0]})" if age_zero else ""
+    print(f"selected {counts['selected']:,} images of {counts['patients_selected']:,} patients{zero_note}")
+
+
+def _report_split(frame: pd.DataFrame, config: DataConfig) -> dict[str, int]:
+    sizes = {name: int((frame["split"] == name).sum()) for name in SPLITS}
+    how = f"NIH lists in {config.nih_lists}" if config.nih_lists else f"by patient, seed {config.seed}"
+    shares = ", ".join(f"{name} {n:,} ({n / len(frame):.1%})" for name, n in sizes.items())
+    print(f"split {how}: {shares}; patients in two splits: {check_disjoint(frame)}")
+    return sizes
+
+
+def _summary(command: str, selection: Selection, config: DataConfig, sizes: dict[str, int]) -> dict:
+    return {
+        "command": command,
+        "source": selection.source,
+        "config": vars(config),
+        "counts": selection.counts,
+        "split_images": sizes,
+        "patients_in_two_splits": 0,
+        "notes": selection.notes,
+    }
+
+
+def stats_command(config: DataConfig, out: str | None) -> None:
+    from cxr_age.data.stats import age_histogram, group_split_table
+
+    selection = select(config, default=NIH)
+    _report_selection("stats", selection, config)
+    frame = _split(selection, config)
+    sizes = _report_split(frame, config)
+    table = group_split_table(frame)
+    print(table.to_string())
+    folder = new_run_dir(out, "data-stats")
+    write_csv(table.reset_index(), folder / "age_groups.csv")
+    age_histogram(frame, folder / "age_histogram.png", selection.counts["removed_over_max_age"], config.max_age,
+                  f"data: {selection.csv}")
+    write_json(_summary("stats", selection, config, sizes), folder / "summary.json")
+    print(f"wrote {folder}/age_histogram.png (Figure 1), age_groups.csv, summary.json")
+
+
+def split_command(config: DataConfig, out: str | None) -> None:
+    selection = select(config, default=SAMPLE)
+    _report_selection("split", selection, config)
+    frame = _split(selection, config)
+    sizes = _report_split(frame, config)
+    folder = new_run_dir(out, "data-split")
+    for name in SPLITS:
+        write_csv(frame.loc[frame["split"] == name, SPLIT_COLUMNS], folder / f"{name}.csv")
+    write_json(_summary("split", selection, config, sizes), folder / "summary.json")
+    print(f"wrote {folder}/train.csv, val.csv, test.csv, summary.json")
+
+
+def check_command(config: DataConfig, out: str | None) -> None:
+    from cxr_age.data.image_check import check_images
+
+    selection = select(config, default=SAMPLE)
+    print(f"{PROG} check: using {selection.source}")
+    check_images(selection, bool(config.skip_missing), bool(config.skip_unreadable))
+    counts = selection.counts
+    print(f"{counts['selected']:,} images decode; left out: {counts['skipped_missing']:,} missing, "
+          f"{counts['skipped_unreadable']:,} undecodable")
+    folder = new_run_dir(out, "data-check")
+    write_csv(selection.skipped, folder / "skipped.csv")
+    write_json(_summary("check", selection, config, {}), folder / "summary.json")
+    print(f"wrote {folder}/skipped.csv, summary.json")
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    config = data_config(args)
+    commands = {"stats": stats_command, "split": split_command, "check": check_command}
+    commands[args.command](config, args.out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The data flags every command accepts, and how they override a `DataConfig`."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from cxr_age.config import DataConfig
+from cxr_age.data.metadata import VIEWS
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_data_options(parser: argparse.ArgumentParser, images: bool = True) -> None:
+    """Add the command-line contract shared by all commands. Defaults are None so that only flags the user
+    gives override the config."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--csv", metavar="PATH",
+                       help="metadata table: NIH Data_Entry_2017*.csv[.gz] or a CSV with image and age columns "
+                            "(optional: patient_id, sex, view, findings)")
+    group.add_argument("--image-dir", metavar="DIR",
+                       help="folder the image names are relative to (default: CSV folder's images/, else the "
+                            "CSV folder)")
+    if images:
+        group.add_argument("--image-size", type=positive_int, metavar="N", help="square input size in pixels")
+    group.add_argument("--view", choices=VIEWS, help="keep one view position, or all (default: all)")
+    group.add_argument("--max-age", type=float, metavar="N", help="remove images older than N years (default: 90)")
+    group.add_argument("--seed", type=int, metavar="N", help="seed for the split and shuffling (default: 0)")
+    group.add_argument("--nih-lists", metavar="DIR",
+                       help="use NIH's official split: DIR holds train_val_list.txt and test_list.txt")
+    group.add_argument("--skip-missing", action="store_true", default=None,
+                       help="leave out listed images whose files are missing (counted, written to skipped.csv)")
+    group.add_argument("--skip-unreadable", action="store_true", default=None,
+                       help="leave out image files that cannot be decoded (counted, written to skipped.csv)")
+    parser.add_argument("--out", metavar="DIR", help="run directory to create (default: a new folder under runs/)")
+
+
+def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
+    """`base` (or the defaults) with every data flag the user gave applied on top."""
+    base = base or DataConfig()
+    given = {
+        name: value
+        for name in DataConfig.__dataclass_fields__
+        if (value := getattr(args, name, None)) is not None
+    }
+    return replace(base, **given)

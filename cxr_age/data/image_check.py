@@ -1,0 +1,89 @@
+"""Find missing and undecodable image files before any training starts, so that no epoch stops halfway.
+
+Decodability is tested with the very decoder the training pipeline uses (`pipeline.decode_gray`), run as a
+parallel tf.data pass; a file that passes here cannot fail to decode during an epoch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+from tqdm import tqdm
+
+from cxr_age.data.selection import Selection
+from cxr_age.errors import CxrAgeError
+
+
+def _first_five(names: pd.Series) -> str:
+    return ", ".join(names.iloc[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
+    """Index -> decoder message for every file in `paths` that cannot be read and decoded."""
+    from cxr_age.quiet_tf import tf
+
+    from cxr_age.data.pipeline import AUTOTUNE, decode_gray
+
+    def probe(index: tf.Tensor, path: tf.Tensor) -> tf.Tensor:
+        tf.debugging.assert_rank(decode_gray(tf.io.read_file(path)), 3)
+        return index
+
+    data = tf.data.Dataset.from_tensor_slices((list(range(len(paths))), paths))
+    data = data.map(probe, num_parallel_calls=AUTOTUNE).ignore_errors().batch(64)
+    readable: set[int] = set()
+    with tqdm(total=len(paths), desc="checking images", unit="img", disable=None if progress else True) as bar:
+        for batch in data:
+            readable.update(batch.numpy().tolist())
+            bar.update(len(batch))
+        bar.update(len(paths) - bar.n)
+    failures = {}
+    for index in sorted(set(range(len(paths))) - readable):
+        try:
+            decode_gray(tf.io.read_file(paths[index]))
+            failures[index] = "could not be decoded"
+        except (tf.errors.OpError, ValueError) as err:
+            failures[index] = str(getattr(err, "message", err)).splitlines()[0].split(" [Op:")[0]
+    return failures
+
+
+def check_images(selection: Selection, skip_missing: bool, skip_unreadable: bool,
+                 progress: bool = True) -> Selection:
+    """Stop on missing or undecodable files, or, with the matching skip flag, drop them and record each in
+    `selection.skipped` (image, row, reason) and `selection.counts`."""
+    frame = selection.frame
+    missing = ~frame["path"].map(os.path.isfile)
+    selection.counts["skipped_missing"] = _drop(
+        selection, missing, pd.Series("file not found", index=frame.index), skip_missing, "--skip-missing",
+        "are missing",
+    )
+    frame = selection.frame
+    failures = find_unreadable(frame["path"].tolist(), progress)
+    unreadable = pd.Series(False, index=frame.index)
+    unreadable.iloc[list(failures)] = True
+    reasons = pd.Series([failures.get(i, "") for i in range(len(frame))], index=frame.index)
+    selection.counts["skipped_unreadable"] = _drop(
+        selection, unreadable, reasons, skip_unreadable, "--skip-unreadable", "cannot be decoded"
+    )
+    if selection.frame.empty:
+        raise CxrAgeError("no images left after leaving out the missing and undecodable files")
+    selection.counts["selected"] = len(selection.frame)
+    selection.counts["patients_selected"] = int(selection.frame["patient_id"].nunique())
+    return selection
+
+
+def _drop(selection: Selection, bad: pd.Series, reasons: pd.Series, allowed: bool, flag: str,
+          what: str) -> int:
+    if not bad.any():
+        return 0
+    frame = selection.frame
+    if not allowed:
+        raise CxrAgeError(
+            f"{int(bad.sum())} of {len(frame)} image files {what} under {selection.image_dir} "
+            f"(first five: {_first_five(frame.loc[bad, 'image'])}); pass {flag} to leave them out"
+        )
+    dropped = frame.loc[bad, ["image", "row"]].assign(reason=reasons[bad])
+    selection.skipped = pd.concat([selection.skipped, dropped], ignore_index=True)
+    selection.frame = frame[~bad].reset_index(drop=True)
+    selection.notes.append(f"left out {int(bad.sum())} image files that {what} ({flag}); listed in skipped.csv")
+    return int(bad.sum())

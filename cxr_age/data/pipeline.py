@@ -1,0 +1,90 @@
+"""The tf.data input pipeline: image files to `(image, target)` batches.
+
+Images: PNG, JPEG, BMP or GIF; 8- or 16-bit; grayscale, gray+alpha, RGB or RGBA, all decoded to one
+channel. Intensities are divided by the type's maximum (255 or 65535) into [0, 1] and otherwise left as
+recorded: the paper names no normalisation, and a fixed scale keeps the exposure differences that carry
+information. Images are resized to a square of `image_size` with anti-aliased bilinear filtering, so that
+downscaling 1024 px radiographs averages pixels instead of skipping them. Non-square images are stretched
+(every NIH image is square). Augmentation is off by default: the paper names none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from cxr_age.quiet_tf import tf
+import keras
+
+from cxr_age.data.ages import N_GROUPS, NO_GROUP
+from cxr_age.errors import CxrAgeError
+
+TASKS = ("regress", "classify")
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode_gray(contents: tf.Tensor) -> tf.Tensor:
+    """Encoded image bytes to a float32 `[height, width, 1]` tensor in [0, 1]."""
+    return tf.io.decode_image(contents, channels=1, dtype=tf.float32, expand_animations=False)
+
+
+def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Read, decode and resize one image file to float32 `[image_size, image_size, 1]` in [0, 1]."""
+    image = decode_gray(tf.io.read_file(path))
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def targets(frame: pd.DataFrame, task: str, age_scale: float) -> np.ndarray:
+    """Regression: age / `age_scale` in [0, 1] (the paper's sigmoid target). Classification: one-hot over the
+    nine age groups."""
+    if task == "regress":
+        return np.clip(frame["age"].to_numpy(np.float32) / np.float32(age_scale), 0.0, 1.0)
+    if task == "classify":
+        groups = frame["group"].to_numpy()
+        if (groups == NO_GROUP).any():
+            raise CxrAgeError(
+                f"{int((groups == NO_GROUP).sum())} images are older than 90, outside the nine age groups; "
+                "classification needs --max-age 90 or lower"
+            )
+        return np.eye(N_GROUPS, dtype=np.float32)[groups]
+    raise CxrAgeError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    """Light geometric and contrast jitter (small rotation, shift, zoom and contrast change). No flips:
+    a mirrored chest puts the heart on the wrong side."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(0.02, fill_mode="constant", seed=seed),
+            keras.layers.RandomTranslation(0.04, 0.04, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomZoom(0.05, fill_mode="constant", seed=seed + 2),
+            keras.layers.RandomContrast(0.1, seed=seed + 3),
+        ],
+        name="augment",
+    )
+
+
+def make_dataset(
+    frame: pd.DataFrame,
+    task: str,
+    image_size: int,
+    batch_size: int,
+    *,
+    age_scale: float = 90.0,
+    shuffle: bool = False,
+    augment: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Batches of `(image, normalised_age)` for `regress` or `(image, one_hot_group)` for `classify` from the
+    `path` column: shuffled file order (seeded, reshuffled each epoch), parallel decode, batch, optional
+    augmentation, prefetch."""
+    y = targets(frame, task, age_scale)
+    data = tf.data.Dataset.from_tensor_slices((frame["path"].to_numpy(dtype=str), y))
+    if shuffle:
+        data = data.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
+    data = data.map(lambda path, target: (load_image(path, image_size), target), num_parallel_calls=AUTOTUNE)
+    data = data.batch(batch_size)
+    if augment:
+        jitter = augmenter(seed)
+        data = data.map(lambda x, target: (jitter(x, training=True), target), num_parallel_calls=AUTOTUNE)
+    return data.prefetch(AUTOTUNE)

@@ -1,0 +1,43 @@
+"""Where the project's shipped data lives: the NIH v2020 metadata table and the embedded demo sample."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from cxr_age.errors import CxrAgeError
+
+NIH_TABLE_NAME = "Data_Entry_2017_v2020.csv.gz"
+
+
+def data_dir() -> Path:
+    """The project's `data/` folder: `$CXR_AGE_DATA`, the source checkout's, or the installed copy."""
+    candidates = []
+    if os.environ.get("CXR_AGE_DATA"):
+        candidates.append(Path(os.environ["CXR_AGE_DATA"]))
+    candidates.append(Path(__file__).resolve().parent.parent / "data")
+    candidates.append(Path(sys.prefix) / "share" / "cxr-age" / "data")
+    for folder in candidates:
+        if (folder / NIH_TABLE_NAME).is_file():
+            return folder
+    raise CxrAgeError(
+        "cannot find the project's data/ folder (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "); install from a source checkout with `pip install -e .` or set CXR_AGE_DATA"
+    )
+
+
+def nih_table() -> Path:
+    """The shipped NIH ChestX-ray14 metadata table (v2020 release)."""
+    return data_dir() / NIH_TABLE_NAME
+
+
+def sample_csv() -> Path:
+    """Labels of the embedded demo sample (477 NIH images at 256 px)."""
+    return data_dir() / "sample" / "labels.csv"
+
+
+def sample_image_dir() -> Path:
+    """Images of the embedded demo sample."""
+    return data_dir() / "sample" / "images"

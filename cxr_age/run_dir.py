@@ -1,0 +1,60 @@
+"""Run directories and the files written into them: a fresh folder per run, nothing overwritten, every
+file written under a temporary name and renamed into place so no reader sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxr_age.errors import CxrAgeError
+
+RUNS_ROOT = Path("runs")
+
+
+def new_run_dir(out: str | None, kind: str) -> Path:
+    """`out` if it is new or empty, else an error; without `out`, a fresh `runs/<kind>-<time>[-N]`."""
+    if out:
+        folder = Path(out)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise CxrAgeError(f"{folder} already exists and is not empty; choose another --out (nothing is overwritten)")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+    stem = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for attempt in range(1, 1000):
+        folder = RUNS_ROOT / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise CxrAgeError(f"cannot create a fresh run folder under {RUNS_ROOT}")
+
+
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Call `write(temporary_path)` in the target's folder, then rename the result onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_json(data: dict[str, Any], path: Path) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
