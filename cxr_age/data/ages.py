@@ -42,9 +42,9 @@ def group_index(ages: np.ndarray | pd.Series | float) -> np.ndarray:
     """Index 0..8 of the right-closed decade (0,10] ... (80,90] holding each age; age 0 goes to group 0;
     ages above 90 (or below 0) get NO_GROUP."""
     years = np.asarray(ages, dtype=float)
-    index = np.ceil(years / 10.0).astype(int) - 1
-    index = np.where(years == 0, 0, index)
-    return np.where((years < 0) | (years > 90) | np.isnan(years), NO_GROUP, index)
+    outside = (years < 0) | (years > 90) | np.isnan(years)
+    index = np.ceil(np.where(outside, 0.0, years) / 10.0).astype(int) - 1
+    return np.where(outside, NO_GROUP, np.maximum(index, 0))
 
 
 def group_from_label(label: str) -> int:

@@ -25,17 +25,19 @@ def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
 
     from cxr_age.data.pipeline import AUTOTUNE, decode_gray
 
-    def probe(index: tf.Tensor, path: tf.Tensor) -> tf.Tensor:
-        tf.debugging.assert_rank(decode_gray(tf.io.read_file(path)), 3)
-        return index
+    if not paths:
+        return {}
+
+    def probe(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return index, tf.shape(decode_gray(tf.io.read_file(path)))
 
     data = tf.data.Dataset.from_tensor_slices((list(range(len(paths))), paths))
     data = data.map(probe, num_parallel_calls=AUTOTUNE).ignore_errors().batch(64)
     readable: set[int] = set()
     with tqdm(total=len(paths), desc="checking images", unit="img", disable=None if progress else True) as bar:
-        for batch in data:
-            readable.update(batch.numpy().tolist())
-            bar.update(len(batch))
+        for indices, _ in data:
+            readable.update(indices.numpy().tolist())
+            bar.update(len(indices))
         bar.update(len(paths) - bar.n)
     failures = {}
     for index in sorted(set(range(len(paths))) - readable):

@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+from conftest import NIH_2017, NIH_2020
+
+from cxr_age.data.metadata import COLUMNS, read_table
+from cxr_age.errors import CxrAgeError
+
+PAPER_GROUP_COUNTS = [1906, 6150, 13548, 16767, 22183, 27463, 17538, 5720, 799]  # PAPER.md, age 0 excluded
+
+
+@pytest.fixture(scope="module")
+def nih_2017():
+    return read_table(NIH_2017).frame
+
+
+@pytest.fixture(scope="module")
+def nih_2020():
+    return read_table(NIH_2020).frame
+
+
+def test_both_nih_releases_parse_to_the_same_table_shape(nih_2017, nih_2020):
+    for frame in (nih_2017, nih_2020):
+        assert list(frame.columns) == list(COLUMNS)
+        assert len(frame) == 112_120
+        assert frame["patient_id"].nunique() == 30_805
+    first, second = (frame.set_index("image").sort_index() for frame in (nih_2017, nih_2020))
+    assert (first.index == second.index).all()
+    for column in ("patient_id", "sex", "view"):
+        assert (first[column] == second[column]).all(), column
+    assert nih_2020["view"].value_counts().to_dict() == {"PA": 67_310, "AP": 44_810}
+
+
+def test_nih_releases_agree_on_ages_where_2017_is_valid(nih_2017, nih_2020):
+    first, second = (frame.set_index("image")["age"] for frame in (nih_2017, nih_2020))
+    second = second.reindex(first.index)
+    gap = (first - second)[first <= 90].abs()
+    # The 2020 correction re-derived ages; it differs from 2017 by at most a year on all but a few dozen images.
+    assert (gap <= 1).mean() > 0.999
+    assert (gap == 0).mean() > 0.75
+
+
+def test_2017_months_and_days(nih_2017):
+    by_image = nih_2017.set_index("image")["age"]
+    assert by_image["00013378_000.png"] == pytest.approx(11 / 12)  # 011M
+    assert by_image["00024680_000.png"] == pytest.approx(1 / 365.25)  # 001D
+
+
+def test_outliers_over_90(nih_2017, nih_2020):
+    assert int((nih_2017["age"] > 90).sum()) == 51
+    assert int((nih_2017["age"] > 100).sum()) == 16
+    assert int((nih_2020["age"] > 90).sum()) == 32
+
+
+def test_group_counts_match_paper(nih_2020):
+    kept = nih_2020[(nih_2020["age"] <= 90) & (nih_2020["age"] > 0)]
+    assert np.bincount(kept["group"], minlength=9).tolist() == PAPER_GROUP_COUNTS
+    assert int((nih_2020["age"] == 0).sum()) == 14
+    assert (nih_2020.loc[nih_2020["age"] == 0, "group"] == 0).all()
+
+
+def test_median_baseline_is_13_6_years(nih_2020):
+    ages = nih_2020["age"]
+    assert ages.median() == 49
+    assert (ages - 49).abs().mean() == pytest.approx(13.6, abs=0.05)
+
+
+def test_generic_csv_with_aliases(write_csv):
+    path = write_csv("Path,AGE,Subject_ID,Gender,View,Labels\na.png,40,p1,F,pa,Mass\nb.jpg,011M,p2,M,AP,\n")
+    frame = read_table(path).frame
+    assert frame["image"].tolist() == ["a.png", "b.jpg"]
+    assert frame["age"].tolist() == pytest.approx([40, 11 / 12])
+    assert frame["patient_id"].tolist() == ["p1", "p2"]
+    assert frame["view"].tolist() == ["PA", "AP"]
+    assert frame["findings"].tolist() == ["Mass", ""]
+    assert frame["row"].tolist() == [2, 3]
+
+
+def test_patient_from_nih_file_names_when_no_id_column(write_csv):
+    table = read_table(write_csv("image,age\n00000001_000.png,58\n00000001_001.png,58\n00000002_000.png,81\n"))
+    assert table.frame["patient_id"].tolist() == ["1", "1", "2"]
+    assert "NIH file names" in table.notes[0]
+
+
+def test_each_image_its_own_patient_is_said(write_csv):
+    table = read_table(write_csv("image,age\nx.png,58\ny.png,60\n"))
+    assert table.frame["patient_id"].tolist() == ["x.png", "y.png"]
+    assert "its own patient" in table.notes[0]
+
+
+def test_missing_columns_are_named(write_csv):
+    with pytest.raises(CxrAgeError, match=r"lacks the column\(s\) age .*it has: image, sex"):
+        read_table(write_csv("image,sex\na.png,F\n"))
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("image,age\na.png,forty\nb.png,-3\nc.png,50\n", r"2 ages do not parse .*row 2 \('forty'\), row 3 \('-3'\)"),
+        ("image,age\na.png,\n", r"1 ages do not parse.*row 2 \(''\)"),
+        ("image,age,patient_id\na.png,40,\n", r"1 rows have no patient id: row 2 \('a.png'\)"),
+        ("image,age\na.png,40\na.png,40\n", r"1 images are listed twice: row 3 \('a.png'\)"),
+        ("image,age\n,40\n", r"1 rows have no image name: row 2"),
+        ("image,age\n", "has a header but no rows"),
+        ("", "is empty"),
+    ],
+)
+def test_bad_tables_name_the_rows(write_csv, body, message):
+    with pytest.raises(CxrAgeError, match=message):
+        read_table(write_csv(body))
+
+
+def test_non_utf8_bytes(write_csv):
+    with pytest.raises(CxrAgeError, match="not UTF-8"):
+        read_table(write_csv(b"image,age\nna\xefve\xff.png,40\n"))
+
+
+def test_missing_csv(tmp_path):
+    with pytest.raises(CxrAgeError, match="CSV file not found"):
+        read_table(tmp_path / "nope.csv")
+
+
+def test_normalised_columns_same_for_all_sources(write_csv, nih_2020):
+    generic = read_table(write_csv("image,age\na.png,40\n")).frame
+    assert list(generic.columns) == list(nih_2020.columns)
+    assert generic.dtypes.equals(nih_2020.dtypes)
