@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from cxr_age.cli import data, saliency, train
+from cxr_age.cli import data, evaluate, saliency, train
 
-COMMANDS = {"data": data.main, "train": train.main, "saliency": saliency.main}
+COMMANDS = {"data": data.main, "train": train.main, "evaluate": evaluate.main, "saliency": saliency.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,18 @@
-"""Settings shared by every command: which data, how it is filtered, split and fed to the network.
+"""Settings of a run: which data, how it is filtered and split, and how the network is trained.
 
-Each field is also a command-line flag (`cxr_age.cli.options`); a flag given on the command line overrides
-the value here.
+An experiment is one TOML file in `experiments/` with a `[data]` and a `[train]` table whose keys are the
+fields below; a flag given on the command line overrides the file, and the resolved settings are saved in the
+run directory (`config.toml`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from cxr_age.errors import CxrAgeError
 
 
 @dataclass
@@ -24,3 +30,87 @@ class DataConfig:
     skip_missing: bool = False
     skip_unreadable: bool = False
     augment: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. The paper fixes the backbone (DenseNet169 regressor, DenseNet201 classifier, not
+    pretrained), the sigmoid / softmax heads and the two regression losses; the rest is ours. The task is
+    set by the command (`regress` or `classify`); an unset backbone or loss means the paper's for the task (see `cxr_age.models.PAPER_BACKBONE`)."""
+
+    task: str | None = None
+    backbone: str | None = None
+    loss: str | None = None
+    weights: str | None = None
+    epochs: int = 50
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    patience: int = 10
+    class_weights: bool = False
+    age_scale: float = 90.0
+    demo: bool = False
+
+
+@dataclass
+class ExperimentConfig:
+    """One run: its name, data settings and training settings."""
+
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _table(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CxrAgeError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**values)
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read an experiment TOML file (`name`, `[data]`, `[train]`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CxrAgeError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise CxrAgeError(f"{path} is not valid TOML: {err}") from None
+    unknown = sorted(set(raw) - {"name", "data", "train"})
+    if unknown:
+        raise CxrAgeError(f"{path}: unknown section(s) {', '.join(unknown)}; expected name, [data], [train]")
+    return ExperimentConfig(
+        name=str(raw.get("name", path.stem)),
+        data=_table(DataConfig, raw.get("data", {}), f"{path} [data]"),
+        train=_table(TrainConfig, raw.get("train", {}), f"{path} [train]"),
+    )
+
+
+def to_toml(config: ExperimentConfig) -> str:
+    """The resolved settings as TOML (unset optional values are left out, as TOML has no null)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return repr(v)
+
+    lines = [f"name = {value(config.name)}"]
+    for section in ("data", "train"):
+        lines.append(f"\n[{section}]")
+        lines += [f"{k} = {value(v)}" for k, v in asdict(getattr(config, section)).items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def override(config: ExperimentConfig, data: dict[str, Any], train: dict[str, Any]) -> ExperimentConfig:
+    """`config` with the given (non-None) values replacing its own."""
+    return replace(
+        config,
+        data=replace(config.data, **{k: v for k, v in data.items() if v is not None}),
+        train=replace(config.train, **{k: v for k, v in train.items() if v is not None}),
+    )

@@ -41,3 +41,16 @@ def sample_csv() -> Path:
 def sample_image_dir() -> Path:
     """Images of the embedded demo sample."""
     return data_dir() / "sample" / "images"
+
+
+def experiments_dir() -> Path:
+    """The experiment configs (`experiments/*.toml`), beside `data/` in a checkout or an install."""
+    return data_dir().parent / "experiments"
+
+
+def experiment_file(name_or_path: str) -> Path:
+    """An experiment config by path, or by name (`regress_mse`) from the experiments folder."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.parent != Path("."):
+        return path
+    return experiments_dir() / f"{name_or_path}.toml"

@@ -3,7 +3,7 @@
 TensorFlow 2.19+ writes oneDNN and CUDA-probe lines to stderr during import, before its logging honours
 TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442). They would bury the one-line messages this tool
 promises, so the import runs with file descriptor 2 pointed at /dev/null, unless the user asked for the log
-with TF_CPP_MIN_LOG_LEVEL=0. Import `tf` from here before TensorFlow or Keras is first imported.
+with TF_CPP_MIN_LOG_LEVEL=0. Import `tf` and `keras` from here, never TensorFlow or Keras directly.
 """
 
 from __future__ import annotations
@@ -31,3 +31,4 @@ def _import_tensorflow():
 
 
 tf = _import_tensorflow()
+import keras  # noqa: E402 - after TensorFlow, whose import is the noisy one

@@ -3,6 +3,7 @@ file written under a temporary name and renamed into place so no reader sees hal
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -38,6 +39,35 @@ def new_run_dir(out: str | None, kind: str) -> Path:
     raise CxrAgeError(f"cannot create a fresh run folder under {RUNS_ROOT}")
 
 
+def _resumable(folder: Path, settings: str) -> bool:
+    """An interrupted run of the same settings: same saved config, no final metrics yet."""
+    saved = folder / "config.toml"
+    return saved.is_file() and saved.read_text() == settings and not (folder / "metrics.json").exists()
+
+
+def training_run_dir(out: str | None, stem: str, settings: str) -> tuple[Path, bool]:
+    """The folder of a training run and whether it resumes an interrupted one. With `out`: a new or empty
+    folder, or an interrupted run of the same settings. Without: `runs/<stem>-<hash of settings>[-N]`, so
+    that the same command finds its own interrupted run again; a finished run is never reused."""
+    if out:
+        folder = Path(out)
+        if _resumable(folder, settings):
+            return folder, True
+        return new_run_dir(out, stem), False
+    base = f"{stem}-{hashlib.sha1(settings.encode()).hexdigest()[:8]}"
+    RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        folder = RUNS_ROOT / (base if attempt == 1 else f"{base}-{attempt}")
+        if _resumable(folder, settings):
+            return folder, True
+        try:
+            folder.mkdir()
+            return folder, False
+        except FileExistsError:
+            continue
+    raise CxrAgeError(f"cannot create a fresh run folder under {RUNS_ROOT}")
+
+
 def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     """Call `write(temporary_path)` in the target's folder, then rename the result onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +91,10 @@ def _umask() -> int:
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_text(text: str, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:

@@ -120,13 +120,39 @@ def test_bad_flags_give_one_line(tmp_path):
     assert_one_line_error(run_cli("data", "stats", "--max-age", "-3"), "--max-age must be positive")
 
 
-@pytest.mark.parametrize("command", ["train", "saliency"])
-def test_unbuilt_commands_say_so(command):
-    assert_one_line_error(run_cli(command, "regress"), "not built yet")
-    helped = run_cli(command, "--help")
+def test_unbuilt_saliency_says_so():
+    assert_one_line_error(run_cli("saliency", "--group", "70-80"), "not built yet")
+    helped = run_cli("saliency", "--help")
     assert helped.returncode == 0 and "not built yet" in helped.stdout
 
 
 def test_module_entry_point_lists_commands():
     result = run_cli()
-    assert result.returncode == 2 and "data,train,saliency" in result.stderr
+    assert result.returncode == 2 and "data,train,evaluate,saliency" in result.stderr
+
+
+def test_train_classify_then_evaluate(tmp_path):
+    from test_training import write_bar_images
+
+    csv = write_bar_images(tmp_path / "images", 40)
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "classify", "--csv", str(csv), "--backbone", "densenet121", "--image-size", "64",
+                     "--epochs", "1", "--batch-size", "8", "--out", str(run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].startswith(f"cxr-age-train classify: using dataset {csv}")
+    assert "baseline = training majority group" in result.stdout
+    for name in ("config.toml", "model.keras", "history.csv", "metrics.json", "predictions_val.csv",
+                 "predictions_test.csv", "roc_test.png", "confusion_test.png", "loss_curves.png"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["splits"]["test"]["per_group"]) >= {"0-10", "80-90"}
+    assert "[train]" in (run_dir / "config.toml").read_text()
+    again = run_cli("evaluate", str(run_dir), "--split", "test")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "macro_auc" in again.stdout and "val:" not in again.stdout
+    assert_one_line_error(run_cli("train", "classify", "--csv", str(csv), "--out", str(run_dir)), "already exists")
+
+
+def test_evaluate_needs_a_run(tmp_path):
+    assert_one_line_error(run_cli("evaluate", str(tmp_path / "nowhere")), "run directory not found")
+    assert_one_line_error(run_cli("evaluate", str(tmp_path)), "holds no model.keras")

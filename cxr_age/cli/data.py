@@ -12,11 +12,10 @@ from cxr_age.cli.options import add_data_options, data_config
 from cxr_age.config import DataConfig
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.selection import NIH, SAMPLE, Selection, select
-from cxr_age.data.splits import SPLITS, check_disjoint, split_by_patient, split_from_nih_lists
+from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits, check_disjoint
 from cxr_age.run_dir import new_run_dir, write_csv, write_json
 
 PROG = "cxr-age-data"
-SPLIT_COLUMNS = ["image", "patient_id", "age", "sex", "view", "findings", "group", "split"]
 
 
 def build_parser() -> Parser:
@@ -41,13 +40,6 @@ def build_parser() -> Parser:
     for sub in (stats, split, check):
         add_data_options(sub, images=False)
     return parser
-
-
-def _split(selection: Selection, config: DataConfig) -> pd.DataFrame:
-    frame = selection.frame
-    if config.nih_lists:
-        return frame.assign(split=split_from_nih_lists(frame, config.nih_lists, config.seed))
-    return frame.assign(split=split_by_patient(frame, config.seed))
 
 
 def _report_selection(command: str, selection: Selection, config: DataConfig) -> None:
@@ -89,7 +81,7 @@ def stats_command(config: DataConfig, out: str | None) -> None:
 
     selection = select(config, default=NIH)
     _report_selection("stats", selection, config)
-    frame = _split(selection, config)
+    frame = assign_splits(selection.frame, config.seed, config.nih_lists)
     sizes = _report_split(frame, config)
     table = group_split_table(frame)
     print(table.to_string())
@@ -104,7 +96,7 @@ def stats_command(config: DataConfig, out: str | None) -> None:
 def split_command(config: DataConfig, out: str | None) -> None:
     selection = select(config, default=SAMPLE)
     _report_selection("split", selection, config)
-    frame = _split(selection, config)
+    frame = assign_splits(selection.frame, config.seed, config.nih_lists)
     sizes = _report_split(frame, config)
     folder = new_run_dir(out, "data-split")
     for name in SPLITS:

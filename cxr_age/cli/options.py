@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from typing import Any
 
 from cxr_age.config import DataConfig
 from cxr_age.data.metadata import VIEWS
@@ -37,15 +38,21 @@ def add_data_options(parser: argparse.ArgumentParser, images: bool = True) -> No
                        help="leave out listed images whose files are missing (counted, written to skipped.csv)")
     group.add_argument("--skip-unreadable", action="store_true", default=None,
                        help="leave out image files that cannot be decoded (counted, written to skipped.csv)")
+    if images:
+        group.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                           help="light augmentation: small rotation, shift, zoom, contrast (default: off)")
     parser.add_argument("--out", metavar="DIR", help="run directory to create (default: a new folder under runs/)")
+
+
+def given_flags(args: argparse.Namespace, settings: type) -> dict[str, Any]:
+    """The fields of the dataclass `settings` that the user gave as flags (None means not given)."""
+    return {
+        name: value
+        for name in settings.__dataclass_fields__
+        if (value := getattr(args, name, None)) is not None
+    }
 
 
 def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
     """`base` (or the defaults) with every data flag the user gave applied on top."""
-    base = base or DataConfig()
-    given = {
-        name: value
-        for name in DataConfig.__dataclass_fields__
-        if (value := getattr(args, name, None)) is not None
-    }
-    return replace(base, **given)
+    return replace(base or DataConfig(), **given_flags(args, DataConfig))

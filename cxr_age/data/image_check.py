@@ -19,6 +19,11 @@ def _first_five(names: pd.Series) -> str:
     return ", ".join(names.iloc[:5]) + (" ..." if len(names) > 5 else "")
 
 
+def missing_files(frame: pd.DataFrame) -> pd.Series:
+    """True for each row whose `path` is not a file."""
+    return ~frame["path"].map(os.path.isfile)
+
+
 def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
     """Index -> decoder message for every file in `paths` that cannot be read and decoded."""
     from cxr_age.quiet_tf import tf
@@ -54,7 +59,7 @@ def check_images(selection: Selection, skip_missing: bool, skip_unreadable: bool
     """Stop on missing or undecodable files, or, with the matching skip flag, drop them and record each in
     `selection.skipped` (image, row, reason) and `selection.counts`."""
     frame = selection.frame
-    missing = ~frame["path"].map(os.path.isfile)
+    missing = missing_files(frame)
     selection.counts["skipped_missing"] = _drop(
         selection, missing, pd.Series("file not found", index=frame.index), skip_missing, "--skip-missing",
         "are missing",

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from cxr_age.quiet_tf import tf
-import keras
+from cxr_age.quiet_tf import keras, tf
 
 from cxr_age.data.ages import N_GROUPS, NO_GROUP
 from cxr_age.errors import CxrAgeError

@@ -2,8 +2,8 @@
 
 No person may have images in two splits: every split function ends in `check_disjoint`, which stops the
 run if one does. Within each age stratum (the decade of a patient's median age) patients are dealt out in
-a seeded random order, largest first, each to the split furthest below its share of images, so the image
-fractions come out near 80/10/10 in every age group.
+a seeded random order, largest first, each to the split furthest below its share of all images dealt so
+far, so the image fractions come out near 80/10/10 overall and in every age group, small data sets included.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cxr_age.errors import CxrAgeError
 SPLITS = ("train", "val", "test")
 FRACTIONS = (0.8, 0.1, 0.1)
 NIH_LISTS = ("train_val_list.txt", "test_list.txt")
+SPLIT_COLUMNS = ["image", "patient_id", "age", "sex", "view", "findings", "group", "split", "path"]
 
 
 def _deal(patients: pd.DataFrame, fractions: tuple[float, ...], seed: int) -> dict[str, int]:
@@ -25,10 +26,10 @@ def _deal(patients: pd.DataFrame, fractions: tuple[float, ...], seed: int) -> di
     rng = np.random.default_rng(seed)
     shares = np.asarray(fractions, dtype=float) / sum(fractions)
     assignment: dict[str, int] = {}
+    filled = np.zeros(len(shares))
     for _, stratum in patients.groupby("stratum", sort=True):
         order = stratum.iloc[rng.permutation(len(stratum))]
         order = order.sort_values("images", ascending=False, kind="stable")
-        filled = np.zeros(len(shares))
         for patient, images in zip(order["patient_id"], order["images"]):
             target = np.argmax(shares * (filled.sum() + images) - filled)
             filled[target] += images
@@ -90,3 +91,10 @@ def check_disjoint(frame: pd.DataFrame) -> int:
             "splits must be by patient"
         )
     return 0
+
+
+def assign_splits(frame: pd.DataFrame, seed: int, nih_lists: str | None = None) -> pd.DataFrame:
+    """`frame` with a `split` column: NIH's official lists when given, else ours (80/10/10 by patient)."""
+    if nih_lists:
+        return frame.assign(split=split_from_nih_lists(frame, nih_lists, seed))
+    return frame.assign(split=split_by_patient(frame, seed))

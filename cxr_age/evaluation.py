@@ -1,0 +1,115 @@
+"""Evaluate a saved run: predict its validation and test images with the best model, then write the
+per-image predictions, `metrics.json` and the figures. Training ends here too, so both give the same files."""
+
+from __future__ import annotations
+
+from cxr_age.quiet_tf import keras
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr_age import figures
+from cxr_age.config import ExperimentConfig, load_experiment
+from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.data.image_check import missing_files
+from cxr_age.data.pipeline import make_dataset
+from cxr_age.errors import CxrAgeError
+from cxr_age.losses import YearsMAE, r2_loss  # noqa: F401 - registers the custom objects for loading
+from cxr_age.metrics import classification_metrics, regression_metrics
+from cxr_age.run_dir import write_csv, write_json
+
+KEEP = ["image", "patient_id", "age", "group", "sex", "view", "findings"]
+
+
+def load_run(run_dir: Path) -> tuple[ExperimentConfig, keras.Model]:
+    """The saved settings and best model of a run; the model is loaded in Keras safe mode."""
+    if not run_dir.is_dir():
+        raise CxrAgeError(f"run directory not found: {run_dir}")
+    model_file = run_dir / "model.keras"
+    if not model_file.is_file():
+        raise CxrAgeError(f"{run_dir} holds no model.keras: train first with cxr-age-train")
+    config = load_experiment(run_dir / "config.toml")
+    try:
+        model = keras.saving.load_model(model_file, safe_mode=True)
+    except Exception as err:  # noqa: BLE001 - any failure to deserialise is a bad model file for the user
+        raise CxrAgeError(f"cannot load {model_file}: {str(err).splitlines()[0]}") from None
+    return config, model
+
+
+def _split_frame(run_dir: Path, split: str) -> pd.DataFrame:
+    path = run_dir / f"{split}.csv"
+    if not path.is_file():
+        raise CxrAgeError(f"{run_dir} has no {split}.csv")
+    frame = pd.read_csv(path, dtype={"patient_id": str, "image": str}, keep_default_na=False)
+    missing = missing_files(frame)
+    if missing.any():
+        raise CxrAgeError(f"{int(missing.sum())} images of {path} are missing (first: {frame['path'][missing].iloc[0]})")
+    return frame
+
+
+def predict(model: keras.Model, frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
+    """Per-image predictions: `predicted_age` (regression) or `p_<group>` probabilities (classification)."""
+    task = config.train.task
+    data = make_dataset(frame, task, config.data.image_size, config.train.batch_size,
+                        age_scale=config.train.age_scale)
+    outputs = model.predict(data.map(lambda x, _: x), verbose=0)
+    result = frame[KEEP].copy()
+    if task == "regress":
+        result["predicted_age"] = outputs.reshape(-1) * config.train.age_scale
+    else:
+        for g, label in enumerate(GROUP_LABELS):
+            result[f"p_{label}"] = outputs[:, g]
+        result["predicted_group"] = np.asarray(GROUP_LABELS)[outputs.argmax(axis=1)]
+    return result
+
+
+def _figures(run_dir: Path, split: str, predictions: pd.DataFrame, metrics: dict, task: str, note: str) -> None:
+    if task == "regress":
+        figures.predicted_vs_true(predictions, run_dir / f"predicted_vs_true_{split}.png", note)
+        figures.error_by_group(predictions, run_dir / f"error_by_group_{split}.png", note)
+    else:
+        aucs = {label: value["auc"] for label, value in metrics["per_group"].items()}
+        figures.roc_curves(predictions, aucs, run_dir / f"roc_{split}.png", note)
+        figures.confusion(predictions, run_dir / f"confusion_{split}.png", note)
+
+
+def evaluate_run(run_dir: Path, splits: tuple[str, ...] = ("val", "test")) -> dict:
+    """Predict `splits` with the run's best model and write predictions, metrics.json and figures."""
+    config, model = load_run(run_dir)
+    task = config.train.task
+    train = pd.read_csv(run_dir / "train.csv", keep_default_na=False)
+    note = "DEMONSTRATION on the embedded sample: not a result" if config.train.demo else ""
+    result = {"experiment": config.name, "task": task, "demo": config.train.demo, "splits": {}}
+    for split in splits:
+        predictions = predict(model, _split_frame(run_dir, split), config)
+        write_csv(predictions, run_dir / f"predictions_{split}.csv")
+        if task == "regress":
+            metrics = regression_metrics(predictions, float(train["age"].median()), config.data.seed)
+        else:
+            metrics = classification_metrics(predictions, int(train["group"].mode()[0]), config.data.seed)
+        result["splits"][split] = metrics
+        _figures(run_dir, split, predictions, metrics, task, note)
+    history = run_dir / "history.csv"
+    if history.is_file():
+        loss_name = {"mse": "mean squared error (age / 90)", "r2": "1 - R²"}.get(config.train.loss, "cross-entropy")
+        figures.loss_curves(pd.read_csv(history), run_dir / "loss_curves.png", loss_name, note)
+    write_json(result, run_dir / "metrics.json")
+    return result
+
+
+def summary_lines(result: dict) -> list[str]:
+    """Human-readable metric lines: each model figure with its interval, beside the baseline."""
+    lines = []
+    if result["demo"]:
+        lines.append("DEMONSTRATION on the embedded sample (few images, low resolution): a smoke signal, not a result")
+    for split, metrics in result["splits"].items():
+        base = metrics["baseline"]
+        lines.append(f"{split}: {metrics['images']} images of {metrics['patients']} patients; baseline = {base['predicts']}")
+        for name, value in metrics["model"].items():
+            low, high = value["ci95"]
+            unit = " years" if name in ("mae", "rmse") else ""
+            lines.append(f"  {name:>20}: {value['value']:.3f}{unit} (95% CI {low:.3f} to {high:.3f}); "
+                         f"baseline {base[name]:.3f}")
+    return lines

@@ -1,0 +1,99 @@
+"""Figures of a run: the paper's loss curves and ROC curves, plus predicted-vs-true age, error per age
+group and the confusion matrix. Each is written as a PNG, atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
+
+from cxr_age.data.ages import GROUP_LABELS, N_GROUPS  # noqa: E402
+from cxr_age.run_dir import write_atomic  # noqa: E402
+
+
+def _save(figure: plt.Figure, path: Path, note: str) -> Path:
+    if note:
+        figure.text(0.01, 0.005, note, fontsize=7, color="gray")
+    figure.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
+    plt.close(figure)
+    return path
+
+
+def loss_curves(history: pd.DataFrame, path: Path, loss_name: str, note: str = "") -> Path:
+    """Training and validation loss per epoch (the paper's regression figures)."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    epochs = history["epoch"] + 1
+    axes.plot(epochs, history["loss"], marker="o", label="training")
+    axes.plot(epochs, history["val_loss"], marker="o", label="validation")
+    best = history["val_loss"].idxmin()
+    axes.set_title(f"minimum validation loss {history['val_loss'][best]:.4f} (epoch {epochs[best]})", fontsize=10)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(loss_name)
+    axes.legend()
+    return _save(figure, path, note)
+
+
+def predicted_vs_true(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
+    figure, axes = plt.subplots(figsize=(5, 5))
+    axes.scatter(frame["age"], frame["predicted_age"], s=6, alpha=0.4)
+    axes.plot([0, 90], [0, 90], color="gray", linestyle="--", label="perfect")
+    axes.set_xlim(0, 90)
+    axes.set_ylim(0, 90)
+    axes.set_xlabel("true age (years)")
+    axes.set_ylabel("predicted age (years)")
+    axes.legend(loc="upper left")
+    return _save(figure, path, note)
+
+
+def error_by_group(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
+    figure, axes = plt.subplots(figsize=(7, 4))
+    errors = [np.abs(part["predicted_age"] - part["age"]).to_numpy() for _, part in frame.groupby("group")]
+    present = sorted(frame["group"].unique())
+    axes.boxplot(errors, showfliers=False)
+    axes.set_xticks(range(1, len(present) + 1), [f"{GROUP_LABELS[g]}\nn={len(e)}" for g, e in zip(present, errors)],
+                    fontsize=8)
+    axes.set_xlabel("true age group")
+    axes.set_ylabel("absolute error (years)")
+    return _save(figure, path, note)
+
+
+def roc_curves(frame: pd.DataFrame, aucs: dict[str, float | None], path: Path, note: str = "") -> Path:
+    """Nine one-vs-rest ROC curves with their AUCs on one plot (the paper's classification figure)."""
+    figure, axes = plt.subplots(figsize=(6, 6))
+    colours = plt.cm.viridis(np.linspace(0, 0.95, N_GROUPS))
+    for g, label in enumerate(GROUP_LABELS):
+        if aucs.get(label) is None:
+            continue
+        fpr, tpr, _ = roc_curve(frame["group"] == g, frame[f"p_{label}"])
+        axes.plot(fpr, tpr, color=colours[g], label=f"{label}: AUC {aucs[label]:.2f}")
+    axes.plot([0, 1], [0, 1], color="gray", linestyle="--")
+    axes.set_xlabel("false positive rate")
+    axes.set_ylabel("true positive rate")
+    axes.legend(loc="lower right", fontsize=8)
+    return _save(figure, path, note)
+
+
+def confusion(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
+    predicted = frame[[f"p_{label}" for label in GROUP_LABELS]].to_numpy().argmax(axis=1)
+    counts = confusion_matrix(frame["group"], predicted, labels=range(N_GROUPS))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(6.5, 5.5))
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(N_GROUPS):
+        for j in range(N_GROUPS):
+            if counts[i, j]:
+                axes.text(j, i, counts[i, j], ha="center", va="center", fontsize=7,
+                          color="white" if shares[i, j] > 0.5 else "black")
+    axes.set_xticks(range(N_GROUPS), GROUP_LABELS, rotation=45, fontsize=8)
+    axes.set_yticks(range(N_GROUPS), GROUP_LABELS, fontsize=8)
+    axes.set_xlabel("predicted group")
+    axes.set_ylabel("true group")
+    figure.colorbar(image, ax=axes, label="share of the true group")
+    return _save(figure, path, note)

@@ -1,0 +1,68 @@
+"""The paper's networks: a `keras.applications` DenseNet backbone, global average pooling, and a sigmoid
+age output (regression) or a softmax over the nine age groups (classification), Karargyris et al. 2019.
+Built as one flat functional model so that every convolution is reachable for saliency methods."""
+
+from __future__ import annotations
+
+from cxr_age.quiet_tf import keras
+
+
+from cxr_age.data.ages import N_GROUPS
+from cxr_age.errors import CxrAgeError
+
+BACKBONES = {
+    "densenet121": keras.applications.DenseNet121,
+    "densenet169": keras.applications.DenseNet169,
+    "densenet201": keras.applications.DenseNet201,
+}
+PAPER_BACKBONE = {"regress": "densenet169", "classify": "densenet201"}
+# keras.applications.densenet.preprocess_input ("torch" mode) statistics, applied to the gray image
+# replicated to three channels when ImageNet weights are used.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _notop_file(backbone: str) -> str:
+    return f"{backbone}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def _backbone(name: str, inputs: keras.KerasTensor, weights: str | None) -> keras.Model:
+    if name not in BACKBONES:
+        raise CxrAgeError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    try:
+        return BACKBONES[name](include_top=False, weights=weights, input_tensor=inputs, pooling="avg")
+    except Exception as err:  # noqa: BLE001 - a failed download or a wrong file surfaces as many types
+        if weights == "imagenet":
+            from keras.src.applications.densenet import BASE_WEIGHTS_PATH
+
+            raise CxrAgeError(
+                f"cannot download ImageNet weights for {name} ({type(err).__name__}); fetch "
+                f"{BASE_WEIGHTS_PATH}{_notop_file(name)} and pass --weights PATH, or put it in ~/.keras/models/"
+            ) from None
+        raise CxrAgeError(f"cannot load weights {weights} into {name}: {str(err).splitlines()[0]}") from None
+
+
+def build_model(task: str, backbone: str, image_size: int, weights: str | None = None) -> keras.Model:
+    """DenseNet regressor (`Dense(1, sigmoid)`, named `age`) or classifier (`Dense(9, softmax)`, named
+    `age_group`) on `[image_size, image_size, 1]` images in [0, 1]. `weights`: None (the paper: from scratch),
+    `"imagenet"`, or a path to a local `.h5` file of the backbone without its top."""
+    if weights not in (None, "imagenet"):
+        from pathlib import Path
+
+        if not Path(weights).is_file():
+            raise CxrAgeError(f"weights file not found: {weights} (expected e.g. {_notop_file(backbone)})")
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    features = inputs
+    if weights is not None:
+        features = keras.layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
+        features = keras.layers.Normalization(
+            mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD], name="imagenet_normalise"
+        )(features)
+    pooled = _backbone(backbone, features, weights).output
+    if task == "regress":
+        outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="age")(pooled)
+    elif task == "classify":
+        outputs = keras.layers.Dense(N_GROUPS, activation="softmax", dtype="float32", name="age_group")(pooled)
+    else:
+        raise CxrAgeError(f"unknown task {task!r}; choose regress or classify")
+    return keras.Model(inputs, outputs, name=f"{backbone}_{task}")
