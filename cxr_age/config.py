@@ -36,7 +36,8 @@ class DataConfig:
 class TrainConfig:
     """Training settings. The paper fixes the backbone (DenseNet169 regressor, DenseNet201 classifier, not
     pretrained), the sigmoid / softmax heads and the two regression losses; the rest is ours. The task is
-    set by the command (`regress` or `classify`); an unset backbone or loss means the paper's for the task (see `cxr_age.models.PAPER_BACKBONE`)."""
+    set by the command (`regress` or `classify`); an unset backbone or loss means the paper's for the task
+    (see `cxr_age.models.PAPER_BACKBONE`)."""
 
     task: str | None = None
     backbone: str | None = None
@@ -58,9 +59,6 @@ class ExperimentConfig:
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _table(cls: type, values: dict[str, Any], where: str) -> Any:

@@ -3,8 +3,6 @@ per-image predictions, `metrics.json` and the figures. Training ends here too, s
 
 from __future__ import annotations
 
-from cxr_age.quiet_tf import keras
-
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from cxr_age.data.pipeline import make_dataset
 from cxr_age.errors import CxrAgeError
 from cxr_age.losses import YearsMAE, r2_loss  # noqa: F401 - registers the custom objects for loading
 from cxr_age.metrics import classification_metrics, regression_metrics
+from cxr_age.quiet_tf import keras
 from cxr_age.run_dir import write_csv, write_json
 
 KEEP = ["image", "patient_id", "age", "group", "sex", "view", "findings"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from cxr_age.quiet_tf import keras
 
-from keras import ops
-
+ops = keras.ops
 EPSILON = 1e-7
 
 

@@ -4,11 +4,11 @@ Built as one flat functional model so that every convolution is reachable for sa
 
 from __future__ import annotations
 
-from cxr_age.quiet_tf import keras
-
+from pathlib import Path
 
 from cxr_age.data.ages import N_GROUPS
 from cxr_age.errors import CxrAgeError
+from cxr_age.quiet_tf import keras
 
 BACKBONES = {
     "densenet121": keras.applications.DenseNet121,
@@ -47,8 +47,6 @@ def build_model(task: str, backbone: str, image_size: int, weights: str | None =
     `age_group`) on `[image_size, image_size, 1]` images in [0, 1]. `weights`: None (the paper: from scratch),
     `"imagenet"`, or a path to a local `.h5` file of the backbone without its top."""
     if weights not in (None, "imagenet"):
-        from pathlib import Path
-
         if not Path(weights).is_file():
             raise CxrAgeError(f"weights file not found: {weights} (expected e.g. {_notop_file(backbone)})")
     inputs = keras.Input((image_size, image_size, 1), name="image")

@@ -27,13 +27,20 @@ def new_run_dir(out: str | None, kind: str) -> Path:
             raise CxrAgeError(f"{folder} already exists and is not empty; choose another --out (nothing is overwritten)")
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+    return _claim(f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}")[0]
+
+
+def _claim(base: str, settings: str | None = None) -> tuple[Path, bool]:
+    """The first of `runs/<base>`, `runs/<base>-2`, ... that is an interrupted run of `settings` (reused)
+    or does not exist yet (created); True when reused."""
     RUNS_ROOT.mkdir(parents=True, exist_ok=True)
-    stem = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     for attempt in range(1, 1000):
-        folder = RUNS_ROOT / (stem if attempt == 1 else f"{stem}-{attempt}")
+        folder = RUNS_ROOT / (base if attempt == 1 else f"{base}-{attempt}")
+        if settings is not None and _resumable(folder, settings):
+            return folder, True
         try:
             folder.mkdir()
-            return folder
+            return folder, False
         except FileExistsError:
             continue
     raise CxrAgeError(f"cannot create a fresh run folder under {RUNS_ROOT}")
@@ -54,18 +61,7 @@ def training_run_dir(out: str | None, stem: str, settings: str) -> tuple[Path, b
         if _resumable(folder, settings):
             return folder, True
         return new_run_dir(out, stem), False
-    base = f"{stem}-{hashlib.sha1(settings.encode()).hexdigest()[:8]}"
-    RUNS_ROOT.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, 1000):
-        folder = RUNS_ROOT / (base if attempt == 1 else f"{base}-{attempt}")
-        if _resumable(folder, settings):
-            return folder, True
-        try:
-            folder.mkdir()
-            return folder, False
-        except FileExistsError:
-            continue
-    raise CxrAgeError(f"cannot create a fresh run folder under {RUNS_ROOT}")
+    return _claim(f"{stem}-{hashlib.sha1(settings.encode()).hexdigest()[:8]}", settings)
 
 
 def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:

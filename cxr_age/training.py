@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from cxr_age.quiet_tf import keras
-
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import evaluate_run
 from cxr_age.losses import YearsMAE, r2_loss
 from cxr_age.models import build_model
+from cxr_age.quiet_tf import keras
 from cxr_age.run_dir import write_csv, write_text
 
 

@@ -156,3 +156,18 @@ def test_train_classify_then_evaluate(tmp_path):
 def test_evaluate_needs_a_run(tmp_path):
     assert_one_line_error(run_cli("evaluate", str(tmp_path / "nowhere")), "run directory not found")
     assert_one_line_error(run_cli("evaluate", str(tmp_path)), "holds no model.keras")
+
+
+def test_training_run_dir_resumes_only_unfinished_runs_of_the_same_settings(tmp_path, monkeypatch):
+    from cxr_age import run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first, resumed = run_dir.training_run_dir(None, "regress-demo", "a = 1\n")
+    assert not resumed and first.parent.name == "runs"
+    (first / "config.toml").write_text("a = 1\n")
+    assert run_dir.training_run_dir(None, "regress-demo", "a = 1\n") == (first, True)
+    other, resumed = run_dir.training_run_dir(None, "regress-demo", "a = 2\n")
+    assert other != first and not resumed
+    (first / "metrics.json").write_text("{}")
+    fresh, resumed = run_dir.training_run_dir(None, "regress-demo", "a = 1\n")
+    assert fresh == first.with_name(first.name + "-2") and not resumed

@@ -10,6 +10,7 @@ from cxr_age import paths
 from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import add_data_options, given_flags, positive_int
 from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig, load_experiment, override, to_toml
+from cxr_age.data.selection import describe_source
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import training_run_dir
 
@@ -70,9 +71,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     config = resolve_config(args)
-    from cxr_age.data.selection import SAMPLE, select
-
-    source = select(config.data, default=SAMPLE).source
+    source = describe_source(config.data)
     settings = to_toml(config)
     run_dir, resumed = training_run_dir(args.out, f"{args.task}-{config.name}", settings)
     demo = " (DEMONSTRATION: a smoke signal, not a result)" if config.train.demo else ""

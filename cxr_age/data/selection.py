@@ -54,6 +54,11 @@ def _source(config: DataConfig, default: str) -> tuple[Path, Path | None, str]:
     )
 
 
+def describe_source(config: DataConfig, default: str = SAMPLE) -> str:
+    """One line naming the data `select` would read, without reading it."""
+    return _source(config, default)[2]
+
+
 def _resolve_paths(frame: pd.DataFrame, image_dir: Path) -> list[str]:
     """Absolute paths inside `image_dir`; a name that is absolute or climbs out of the folder is an error."""
     root = os.path.normpath(os.path.abspath(image_dir))
