@@ -49,6 +49,7 @@ class TrainConfig:
     patience: int = 10
     class_weights: bool = False
     age_scale: float = 90.0
+    bn_momentum: float = 0.99
     demo: bool = False
 
 

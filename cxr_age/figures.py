@@ -72,7 +72,8 @@ def roc_curves(frame: pd.DataFrame, aucs: dict[str, float | None], path: Path, n
         if aucs.get(label) is None:
             continue
         fpr, tpr, _ = roc_curve(frame["group"] == g, frame[f"p_{label}"])
-        axes.plot(fpr, tpr, color=colours[g], label=f"{label}: AUC {aucs[label]:.2f}")
+        count = int((frame["group"] == g).sum())
+        axes.plot(fpr, tpr, color=colours[g], label=f"{label} (n={count}): AUC {aucs[label]:.2f}")
     axes.plot([0, 1], [0, 1], color="gray", linestyle="--")
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")

@@ -42,10 +42,13 @@ def _backbone(name: str, inputs: keras.KerasTensor, weights: str | None) -> kera
         raise CxrAgeError(f"cannot load weights {weights} into {name}: {str(err).splitlines()[0]}") from None
 
 
-def build_model(task: str, backbone: str, image_size: int, weights: str | None = None) -> keras.Model:
+def build_model(task: str, backbone: str, image_size: int, weights: str | None = None,
+                bn_momentum: float = 0.99) -> keras.Model:
     """DenseNet regressor (`Dense(1, sigmoid)`, named `age`) or classifier (`Dense(9, softmax)`, named
     `age_group`) on `[image_size, image_size, 1]` images in [0, 1]. `weights`: None (the paper: from scratch),
-    `"imagenet"`, or a path to a local `.h5` file of the backbone without its top."""
+    `"imagenet"`, or a path to a local `.h5` file of the backbone without its top. `bn_momentum` sets every
+    batch-normalisation layer's moving-average momentum (Keras's default 0.99 averages over ~100 steps, so
+    runs of only a few hundred steps need less, or inference uses statistics still near their start)."""
     if weights not in (None, "imagenet"):
         if not Path(weights).is_file():
             raise CxrAgeError(f"weights file not found: {weights} (expected e.g. {_notop_file(backbone)})")
@@ -56,7 +59,11 @@ def build_model(task: str, backbone: str, image_size: int, weights: str | None =
         features = keras.layers.Normalization(
             mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD], name="imagenet_normalise"
         )(features)
-    pooled = _backbone(backbone, features, weights).output
+    base = _backbone(backbone, features, weights)
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    pooled = base.output
     if task == "regress":
         outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="age")(pooled)
     elif task == "classify":

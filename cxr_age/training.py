@@ -82,7 +82,8 @@ def train(config: ExperimentConfig, run_dir: Path,
     train_data = make_dataset(parts["train"], settings.task, config.data.image_size, settings.batch_size,
                               shuffle=True, augment=config.data.augment, **common)
     val_data = make_dataset(parts["val"], settings.task, config.data.image_size, settings.batch_size, **common)
-    model = build_model(settings.task, settings.backbone, config.data.image_size, settings.weights)
+    model = build_model(settings.task, settings.backbone, config.data.image_size, settings.weights,
+                        settings.bn_momentum)
     compile_model(model, config)
     weights = class_weights(parts["train"]["group"].to_numpy()) if settings.class_weights else None
     model.fit(

@@ -1,5 +1,5 @@
-"""The trainer with real DenseNets at small sizes: builds, losses and metrics against scikit-learn, and
-resumption after an interruption."""
+"""The trainer with real DenseNets at small sizes: builds, losses and metrics against scikit-learn,
+resumption after an interruption, and a learnability check on images whose age is visible."""
 
 import cv2
 import numpy as np
@@ -133,7 +133,7 @@ def _config(csv, epochs, **train):
         name="test",
         data=DataConfig(csv=str(csv), image_dir=str(csv.parent / "images"), image_size=64),
         train=TrainConfig(task="regress", backbone="densenet121", loss="mse", epochs=epochs, batch_size=16,
-                          learning_rate=1e-3, patience=50, **train),
+                          learning_rate=1e-3, patience=50, bn_momentum=0.9, **train),
     )
 
 
@@ -164,3 +164,22 @@ def test_interrupted_run_resumes_to_the_same_epoch_count(tmp_path):
                  "predicted_vs_true_test.png", "error_by_group_test.png", "train.csv", "skipped.csv"):
         assert (run_dir / name).is_file(), name
     assert set(result["splits"]) == {"val", "test"}
+
+
+def test_batch_norm_momentum_is_set_and_saved(tmp_path):
+    model = build_model("regress", "densenet121", 64, bn_momentum=0.9)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == 0.9 for layer in norms)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert all(layer.momentum == 0.9 for layer in loaded.layers if isinstance(layer, keras.layers.BatchNormalization))
+
+
+@pytest.mark.slow
+def test_the_loop_learns_a_visible_age(tmp_path):
+    config = _config(write_bar_images(tmp_path / "images", 240, seed=4), epochs=8)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    test = train(config, run_dir)["splits"]["test"]
+    mae, baseline = test["model"]["mae"]["value"], test["baseline"]["mae"]
+    assert mae < 0.4 * baseline, (mae, baseline)

@@ -41,6 +41,8 @@ def build_parser() -> Parser:
     group.add_argument("--batch-size", type=positive_int, metavar="N")
     group.add_argument("--learning-rate", type=float, metavar="X")
     group.add_argument("--patience", type=positive_int, metavar="N", help="early-stopping patience in epochs")
+    group.add_argument("--bn-momentum", type=float, metavar="X",
+                       help="batch-normalisation moving-average momentum (default 0.99; 0.9 for short runs)")
     group.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
                        help="classify: weight age groups by inverse frequency")
     add_data_options(parser)
