@@ -16,20 +16,25 @@ from cxr_age.data.pipeline import make_dataset
 from cxr_age.errors import CxrAgeError
 from cxr_age.losses import YearsMAE, r2_loss  # noqa: F401 - registers the custom objects for loading
 from cxr_age.metrics import classification_metrics, regression_metrics
-from cxr_age.quiet_tf import keras
+from cxr_age.quiet_tf import keras, tf
 from cxr_age.run_dir import write_csv, write_json
 
 KEEP = ["image", "patient_id", "age", "group", "sex", "view", "findings"]
 
 
-def load_run(run_dir: Path) -> tuple[ExperimentConfig, keras.Model]:
-    """The saved settings and best model of a run; the model is loaded in Keras safe mode."""
+def run_config(run_dir: Path) -> ExperimentConfig:
+    """The saved settings of a run that holds a model (checked before anything slow is done)."""
     if not run_dir.is_dir():
         raise CxrAgeError(f"run directory not found: {run_dir}")
-    model_file = run_dir / "model.keras"
-    if not model_file.is_file():
+    if not (run_dir / "model.keras").is_file():
         raise CxrAgeError(f"{run_dir} holds no model.keras: train first with cxr-age-train")
-    config = load_experiment(run_dir / "config.toml")
+    return load_experiment(run_dir / "config.toml")
+
+
+def load_run(run_dir: Path) -> tuple[ExperimentConfig, keras.Model]:
+    """The saved settings and best model of a run; the model is loaded in Keras safe mode."""
+    config = run_config(run_dir)
+    model_file = run_dir / "model.keras"
     try:
         model = keras.saving.load_model(model_file, safe_mode=True)
     except Exception as err:  # noqa: BLE001 - any failure to deserialise is a bad model file for the user
@@ -37,7 +42,8 @@ def load_run(run_dir: Path) -> tuple[ExperimentConfig, keras.Model]:
     return config, model
 
 
-def _split_frame(run_dir: Path, split: str) -> pd.DataFrame:
+def split_frame(run_dir: Path, split: str) -> pd.DataFrame:
+    """A run's saved split (`train`, `val` or `test`), with every image file present."""
     path = run_dir / f"{split}.csv"
     if not path.is_file():
         raise CxrAgeError(f"{run_dir} has no {split}.csv")
@@ -48,12 +54,16 @@ def _split_frame(run_dir: Path, split: str) -> pd.DataFrame:
     return frame
 
 
+def _image_only(image: tf.Tensor, _: tf.Tensor) -> tf.Tensor:
+    return image
+
+
 def predict(model: keras.Model, frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
     """Per-image predictions: `predicted_age` (regression) or `p_<group>` probabilities (classification)."""
     task = config.train.task
     data = make_dataset(frame, task, config.data.image_size, config.train.batch_size,
                         age_scale=config.train.age_scale)
-    outputs = model.predict(data.map(lambda x, _: x), verbose=0)
+    outputs = model.predict(data.map(_image_only), verbose=0)
     result = frame[KEEP].copy()
     if task == "regress":
         result["predicted_age"] = outputs.reshape(-1) * config.train.age_scale
@@ -82,7 +92,7 @@ def evaluate_run(run_dir: Path, splits: tuple[str, ...] = ("val", "test")) -> di
     note = "DEMONSTRATION on the embedded sample: not a result" if config.train.demo else ""
     result = {"experiment": config.name, "task": task, "demo": config.train.demo, "splits": {}}
     for split in splits:
-        predictions = predict(model, _split_frame(run_dir, split), config)
+        predictions = predict(model, split_frame(run_dir, split), config)
         write_csv(predictions, run_dir / f"predictions_{split}.csv")
         if task == "regress":
             metrics = regression_metrics(predictions, float(train["age"].median()), config.data.seed)

@@ -17,10 +17,12 @@ from cxr_age.data.ages import GROUP_LABELS, N_GROUPS  # noqa: E402
 from cxr_age.run_dir import write_atomic  # noqa: E402
 
 
-def _save(figure: plt.Figure, path: Path, note: str) -> Path:
+def save_figure(figure: plt.Figure, path: Path, note: str) -> Path:
+    """Write `figure` as a PNG (atomically) with `note` in small print at the bottom, and close it."""
     if note:
         figure.text(0.01, 0.005, note, fontsize=7, color="gray")
-    figure.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    if figure.get_layout_engine() is None:
+        figure.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
     write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
     plt.close(figure)
     return path
@@ -37,7 +39,7 @@ def loss_curves(history: pd.DataFrame, path: Path, loss_name: str, note: str = "
     axes.set_xlabel("epoch")
     axes.set_ylabel(loss_name)
     axes.legend()
-    return _save(figure, path, note)
+    return save_figure(figure, path, note)
 
 
 def predicted_vs_true(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
@@ -49,7 +51,7 @@ def predicted_vs_true(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
     axes.set_xlabel("true age (years)")
     axes.set_ylabel("predicted age (years)")
     axes.legend(loc="upper left")
-    return _save(figure, path, note)
+    return save_figure(figure, path, note)
 
 
 def error_by_group(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
@@ -61,7 +63,7 @@ def error_by_group(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
                     fontsize=8)
     axes.set_xlabel("true age group")
     axes.set_ylabel("absolute error (years)")
-    return _save(figure, path, note)
+    return save_figure(figure, path, note)
 
 
 def roc_curves(frame: pd.DataFrame, aucs: dict[str, float | None], path: Path, note: str = "") -> Path:
@@ -78,7 +80,7 @@ def roc_curves(frame: pd.DataFrame, aucs: dict[str, float | None], path: Path, n
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")
     axes.legend(loc="lower right", fontsize=8)
-    return _save(figure, path, note)
+    return save_figure(figure, path, note)
 
 
 def confusion(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
@@ -97,4 +99,4 @@ def confusion(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
     axes.set_xlabel("predicted group")
     axes.set_ylabel("true group")
     figure.colorbar(image, ax=axes, label="share of the true group")
-    return _save(figure, path, note)
+    return save_figure(figure, path, note)

@@ -16,6 +16,9 @@ BACKBONES = {
     "densenet201": keras.applications.DenseNet201,
 }
 PAPER_BACKBONE = {"regress": "densenet169", "classify": "densenet201"}
+# Every keras.applications DenseNet names its last feature map (after the final batch norm) `relu`:
+# 1/32 of the input size, the layer class-activation maps read by default.
+FEATURE_LAYER = "relu"
 # keras.applications.densenet.preprocess_input ("torch" mode) statistics, applied to the gray image
 # replicated to three channels when ImageNet weights are used.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

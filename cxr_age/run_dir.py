@@ -14,28 +14,29 @@ from typing import Any
 
 import pandas as pd
 
+from cxr_age.config import load_experiment
 from cxr_age.errors import CxrAgeError
 
 RUNS_ROOT = Path("runs")
 
 
-def new_run_dir(out: str | None, kind: str) -> Path:
-    """`out` if it is new or empty, else an error; without `out`, a fresh `runs/<kind>-<time>[-N]`."""
+def new_run_dir(out: str | None, kind: str, root: Path = RUNS_ROOT) -> Path:
+    """`out` if it is new or empty, else an error; without `out`, a fresh `<root>/<kind>-<time>[-N]`."""
     if out:
         folder = Path(out)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise CxrAgeError(f"{folder} already exists and is not empty; choose another --out (nothing is overwritten)")
         folder.mkdir(parents=True, exist_ok=True)
         return folder
-    return _claim(f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}")[0]
+    return _claim(f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}", root=root)[0]
 
 
-def _claim(base: str, settings: str | None = None) -> tuple[Path, bool]:
-    """The first of `runs/<base>`, `runs/<base>-2`, ... that is an interrupted run of `settings` (reused)
-    or does not exist yet (created); True when reused."""
-    RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+def _claim(base: str, settings: str | None = None, root: Path = RUNS_ROOT) -> tuple[Path, bool]:
+    """The first of `<root>/<base>`, `<root>/<base>-2`, ... that is an interrupted run of `settings`
+    (reused) or does not exist yet (created); True when reused."""
+    root.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
-        folder = RUNS_ROOT / (base if attempt == 1 else f"{base}-{attempt}")
+        folder = root / (base if attempt == 1 else f"{base}-{attempt}")
         if settings is not None and _resumable(folder, settings):
             return folder, True
         try:
@@ -43,7 +44,7 @@ def _claim(base: str, settings: str | None = None) -> tuple[Path, bool]:
             return folder, False
         except FileExistsError:
             continue
-    raise CxrAgeError(f"cannot create a fresh run folder under {RUNS_ROOT}")
+    raise CxrAgeError(f"cannot create a fresh run folder under {root}")
 
 
 def _resumable(folder: Path, settings: str) -> bool:
@@ -62,6 +63,20 @@ def training_run_dir(out: str | None, stem: str, settings: str) -> tuple[Path, b
             return folder, True
         return new_run_dir(out, stem), False
     return _claim(f"{stem}-{hashlib.sha1(settings.encode()).hexdigest()[:8]}", settings)
+
+
+def latest_run(task: str, root: Path = RUNS_ROOT) -> Path | None:
+    """The most recently saved model among the finished runs of `task` under `root`, or None."""
+    candidates = []
+    for config in root.glob("*/config.toml"):
+        model = config.parent / "model.keras"
+        if model.is_file() and (config.parent / "metrics.json").is_file():
+            try:
+                if load_experiment(config).train.task == task:
+                    candidates.append((model.stat().st_mtime, config.parent))
+            except CxrAgeError:
+                continue
+    return max(candidates)[1] if candidates else None
 
 
 def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +26,16 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cxr_age", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )
+
+
+def call_cli(main, *args: str, capsys) -> subprocess.CompletedProcess:
+    """Call a command's `main` in this process (no TensorFlow start-up per call), as a finished process."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -46,3 +59,31 @@ def write_csv(tmp_path: Path):
         return path
 
     return write
+
+
+def write_bar_images(folder: Path, n: int, seed: int = 0, size: int = 64) -> Path:
+    """Synthetic radiographs whose age is visible: noise plus a bright bar whose length grows with age."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ages = rng.uniform(2, 88, n).round(1)
+    for i, age in enumerate(ages):
+        image = rng.normal(60, 20, (size, size)).clip(0, 255)
+        length = int(4 + (size - 8) * age / 90)
+        image[size // 2 - 4: size // 2 + 4, 4: 4 + length] = 230
+        cv2.imwrite(str(folder / f"bar{i:04d}.png"), image.astype(np.uint8))
+    table = pd.DataFrame({"image": [f"bar{i:04d}.png" for i in range(n)], "age": ages,
+                          "patient_id": [f"p{i}" for i in range(n)]})
+    table.to_csv(folder.parent / "labels.csv", index=False)
+    return folder.parent / "labels.csv"
+
+
+@pytest.fixture(scope="session")
+def classify_run(tmp_path_factory):
+    """One small classifier run made by the command line (DenseNet121, 64 px, 40 bar images, 1 epoch),
+    shared by the tests of the commands that read runs: (run directory, its CSV, the training process)."""
+    root = tmp_path_factory.mktemp("classify")
+    csv = write_bar_images(root / "images", 40)
+    run_dir = root / "run"
+    result = run_cli("train", "classify", "--csv", str(csv), "--backbone", "densenet121", "--image-size", "64",
+                     "--epochs", "1", "--batch-size", "8", "--out", str(run_dir))
+    return run_dir, csv, result

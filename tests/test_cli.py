@@ -120,24 +120,13 @@ def test_bad_flags_give_one_line(tmp_path):
     assert_one_line_error(run_cli("data", "stats", "--max-age", "-3"), "--max-age must be positive")
 
 
-def test_unbuilt_saliency_says_so():
-    assert_one_line_error(run_cli("saliency", "--group", "70-80"), "not built yet")
-    helped = run_cli("saliency", "--help")
-    assert helped.returncode == 0 and "not built yet" in helped.stdout
-
-
 def test_module_entry_point_lists_commands():
     result = run_cli()
     assert result.returncode == 2 and "data,train,evaluate,saliency" in result.stderr
 
 
-def test_train_classify_then_evaluate(tmp_path):
-    from test_training import write_bar_images
-
-    csv = write_bar_images(tmp_path / "images", 40)
-    run_dir = tmp_path / "run"
-    result = run_cli("train", "classify", "--csv", str(csv), "--backbone", "densenet121", "--image-size", "64",
-                     "--epochs", "1", "--batch-size", "8", "--out", str(run_dir))
+def test_train_classify_then_evaluate(classify_run):
+    run_dir, csv, result = classify_run
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[0].startswith(f"cxr-age-train classify: using dataset {csv}")
     assert "baseline = training majority group" in result.stdout
