@@ -38,6 +38,9 @@ def load_run(run_dir: Path) -> tuple[ExperimentConfig, keras.Model]:
     try:
         model = keras.saving.load_model(model_file, safe_mode=True)
     except Exception as err:  # noqa: BLE001 - any failure to deserialise is a bad model file for the user
+        if "safe_mode" in str(err):
+            raise CxrAgeError(f"refused to load {model_file}: it contains Python code (e.g. a Lambda layer), which "
+                              "could run anything on this machine; models are only loaded in Keras safe mode") from None
         raise CxrAgeError(f"cannot load {model_file}: {str(err).splitlines()[0]}") from None
     return config, model
 

@@ -97,3 +97,14 @@ def test_bad_requests_give_one_line(run_dir, tmp_path, capsys, monkeypatch):
     absent = next(label for index, label in enumerate(GROUP_LABELS) if index not in present)
     assert_one_line_error(saliency("--run", str(run_dir), "--group", absent), f"has no images in age group(s) {absent}")
     assert not (run_dir / "saliency").exists(), "a refused request leaves no folder behind"
+
+
+def test_a_model_file_with_code_is_refused(run_dir, tmp_path, capsys):
+    from cxr_age.quiet_tf import keras
+
+    hostile = tmp_path / "hostile"
+    shutil.copytree(run_dir, hostile, ignore=shutil.ignore_patterns("saliency"))
+    image = keras.Input((64, 64, 1))
+    keras.Model(image, keras.layers.Lambda(lambda x: x * 2)(image)).save(hostile / "model.keras")
+    assert_one_line_error(call_cli(main, "--run", str(hostile), capsys=capsys),
+                          "refused to load", "model.keras", "safe mode")
