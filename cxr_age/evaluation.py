@@ -12,6 +12,7 @@ from cxr_age import figures
 from cxr_age.config import ExperimentConfig, load_experiment
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.image_check import missing_files
+from cxr_age.data.integrity import check_saved_splits
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.errors import CxrAgeError
 from cxr_age.losses import YearsMAE, r2_loss  # noqa: F401 - registers the custom objects for loading
@@ -23,11 +24,12 @@ KEEP = ["image", "patient_id", "age", "group", "sex", "view", "findings"]
 
 
 def run_config(run_dir: Path) -> ExperimentConfig:
-    """The saved settings of a run that holds a model (checked before anything slow is done)."""
+    """The saved settings of a run that holds a model and an intact split (checked before anything slow)."""
     if not run_dir.is_dir():
         raise CxrAgeError(f"run directory not found: {run_dir}")
     if not (run_dir / "model.keras").is_file():
         raise CxrAgeError(f"{run_dir} holds no model.keras: train first with cxr-age-train")
+    check_saved_splits(run_dir)
     return load_experiment(run_dir / "config.toml")
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from cxr_age.config import ExperimentConfig, to_toml
 from cxr_age.data.ages import N_GROUPS
 from cxr_age.data.image_check import check_images
+from cxr_age.data.integrity import check_same_split
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import Selection, select
 from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits
@@ -58,11 +59,13 @@ def _callbacks(run_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
 
 
 def prepare_data(config: ExperimentConfig, run_dir: Path) -> tuple[Selection, dict[str, pd.DataFrame]]:
-    """Select, check every image, split by patient and write the split and skip lists into the run."""
+    """Select, check every image, split by patient (the same split as before when resuming) and write the
+    split and skip lists into the run."""
     data = config.data
     selection = check_images(select(data), bool(data.skip_missing), bool(data.skip_unreadable))
     write_csv(selection.skipped, run_dir / "skipped.csv")
     frame = assign_splits(selection.frame, data.seed, data.nih_lists)
+    check_same_split(run_dir, frame)
     parts = {name: frame.loc[frame["split"] == name, SPLIT_COLUMNS] for name in SPLITS}
     for name, part in parts.items():
         if part.empty:
