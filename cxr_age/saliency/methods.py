@@ -90,7 +90,9 @@ class SaliencyMaps:
     """Per-image maps of one model by one method: `maps(images, groups)` takes a float32 batch
     `[n, h, w, 1]` and each image's age-group index, and returns `[n, h, w]` maps in [0, 1]."""
 
-    def __init__(self, model: keras.Model, task: str, settings: MapSettings) -> None:
+    def __init__(self, model: keras.Model, task: str, settings: MapSettings, clone: bool = True) -> None:
+        """`clone=False` linearises `model` itself instead of a copy: for a private copy whose weights the
+        caller goes on changing (the sanity check), so that one visualiser follows every change."""
         self.task = task
         self.settings = settings
         self.layer = settings.layer or FEATURE_LAYER
@@ -101,7 +103,7 @@ class SaliencyMaps:
             modifiers.append(_two_logits)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.visualizer = _VISUALIZERS[settings.method](model, model_modifier=modifiers, clone=True)
+            self.visualizer = _VISUALIZERS[settings.method](model, model_modifier=modifiers, clone=clone)
 
     def _score(self, groups: np.ndarray) -> Callable:
         if self.task == "classify":

@@ -76,12 +76,13 @@ def cascading_randomisation(model: keras.Model, task: str, settings: MapSettings
     fresh = keras.models.clone_model(model)
     randomised = keras.models.clone_model(model)
     randomised.set_weights(model.get_weights())
+    randomised_maps = SaliencyMaps(randomised, task, settings, clone=False)
     rows, examples, randomised_layers = [], {"trained": trained_maps[0]}, 0
     for stage, names in randomisation_stages(model):
         for name in names:
             randomised.get_layer(name).set_weights(fresh.get_layer(name).get_weights())
         randomised_layers += len(names)
-        maps = SaliencyMaps(randomised, task, settings)(images, groups)
+        maps = randomised_maps(images, groups)
         examples[stage] = maps[0]
         rows.append(_summary(stage, randomised_layers, rank_correlations(trained_maps, maps)))
     table = pd.DataFrame(rows)
