@@ -28,6 +28,7 @@ from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
 from tf_keras_vis.saliency import Saliency
 from tf_keras_vis.scorecam import Scorecam
+from tf_keras_vis.utils import normalize
 from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
@@ -141,7 +142,4 @@ def expand_cam(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     block of pixels it summarises (bilinear with half-pixel centres), renormalised to [0, 1] per image.
     tf-keras-vis's own expansion aligns the corner cells with the corner pixels, which shifts every cell of
     an 8x8 map by up to half a cell (16 px at 256 px) towards the image's edges."""
-    expanded = tf.image.resize(cams[..., None], size, method="bilinear")[..., 0].numpy()
-    low = expanded.min(axis=(1, 2), keepdims=True)
-    span = expanded.max(axis=(1, 2), keepdims=True) - low
-    return np.where(span > 0, (expanded - low) / np.where(span > 0, span, 1), 0).astype(np.float32)
+    return normalize(tf.image.resize(cams[..., None], size, method="bilinear")[..., 0].numpy()).astype(np.float32)
