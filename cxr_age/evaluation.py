@@ -12,7 +12,7 @@ from cxr_age import figures
 from cxr_age.config import ExperimentConfig, load_experiment
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.image_check import missing_files
-from cxr_age.data.integrity import check_saved_splits
+from cxr_age.data.integrity import check_saved_splits, read_split
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.errors import CxrAgeError
 from cxr_age.losses import YearsMAE, r2_loss  # noqa: F401 - registers the custom objects for loading
@@ -52,7 +52,7 @@ def split_frame(run_dir: Path, split: str) -> pd.DataFrame:
     path = run_dir / f"{split}.csv"
     if not path.is_file():
         raise CxrAgeError(f"{run_dir} has no {split}.csv")
-    frame = pd.read_csv(path, dtype={"patient_id": str, "image": str}, keep_default_na=False)
+    frame = read_split(run_dir, split)
     missing = missing_files(frame)
     if missing.any():
         raise CxrAgeError(f"{int(missing.sum())} images of {path} are missing (first: {frame['path'][missing].iloc[0]})")
@@ -63,6 +63,13 @@ def _image_only(image: tf.Tensor, _: tf.Tensor) -> tf.Tensor:
     return image
 
 
+def predicted_values(outputs: np.ndarray, task: str, age_scale: float) -> np.ndarray:
+    """Model outputs as predictions: ages in years (regressor) or age-group labels (classifier)."""
+    if task == "regress":
+        return outputs.reshape(-1) * age_scale
+    return np.asarray(GROUP_LABELS)[outputs.argmax(axis=1)]
+
+
 def predict(model: keras.Model, frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
     """Per-image predictions: `predicted_age` (regression) or `p_<group>` probabilities (classification)."""
     task = config.train.task
@@ -70,12 +77,13 @@ def predict(model: keras.Model, frame: pd.DataFrame, config: ExperimentConfig) -
                         age_scale=config.train.age_scale)
     outputs = model.predict(data.map(_image_only), verbose=0)
     result = frame[KEEP].copy()
+    predicted = predicted_values(outputs, task, config.train.age_scale)
     if task == "regress":
-        result["predicted_age"] = outputs.reshape(-1) * config.train.age_scale
+        result["predicted_age"] = predicted
     else:
         for g, label in enumerate(GROUP_LABELS):
             result[f"p_{label}"] = outputs[:, g]
-        result["predicted_group"] = np.asarray(GROUP_LABELS)[outputs.argmax(axis=1)]
+        result["predicted_group"] = predicted
     return result
 
 
@@ -93,7 +101,7 @@ def evaluate_run(run_dir: Path, splits: tuple[str, ...] = ("val", "test")) -> di
     """Predict `splits` with the run's best model and write predictions, metrics.json and figures."""
     config, model = load_run(run_dir)
     task = config.train.task
-    train = pd.read_csv(run_dir / "train.csv", keep_default_na=False)
+    train = read_split(run_dir, "train")
     note = "DEMONSTRATION on the embedded sample: not a result" if config.train.demo else ""
     result = {"experiment": config.name, "task": task, "demo": config.train.demo, "splits": {}}
     for split in splits:

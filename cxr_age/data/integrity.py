@@ -13,6 +13,11 @@ from cxr_age.data.splits import SPLITS, check_disjoint
 from cxr_age.errors import CxrAgeError
 
 
+def read_split(run_dir: Path, split: str) -> pd.DataFrame:
+    """One of a run's split files as written by training (ids and image names kept as text)."""
+    return pd.read_csv(run_dir / f"{split}.csv", dtype={"patient_id": str, "image": str}, keep_default_na=False)
+
+
 def read_saved_splits(run_dir: Path) -> pd.DataFrame | None:
     """The run's `train.csv`, `val.csv` and `test.csv` stacked with their `split`, or None before any is
     written; a run with only some of them is an error."""
@@ -22,9 +27,7 @@ def read_saved_splits(run_dir: Path) -> pd.DataFrame | None:
     if len(present) < len(SPLITS):
         missing = sorted(set(SPLITS) - set(present))
         raise CxrAgeError(f"{run_dir} is missing its {', '.join(f'{s}.csv' for s in missing)}: the split is incomplete")
-    parts = [pd.read_csv(run_dir / f"{split}.csv", dtype={"patient_id": str, "image": str}, keep_default_na=False)
-             .assign(split=split) for split in SPLITS]
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat([read_split(run_dir, split).assign(split=split) for split in SPLITS], ignore_index=True)
 
 
 def check_saved_splits(run_dir: Path) -> None:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from cxr_age.config import ExperimentConfig
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.pipeline import make_dataset
+from cxr_age.evaluation import predicted_values
 from cxr_age.quiet_tf import keras
 from cxr_age.saliency.methods import SaliencyMaps
 
@@ -59,11 +60,10 @@ def correct_predictions(outputs: np.ndarray, batch: pd.DataFrame, task: str, age
                         tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """The prediction per image (age in years, or group label) and whether it is correct: within
     `tolerance` years of the true age (regressor) or the true group (classifier)."""
+    predicted = predicted_values(outputs, task, age_scale)
     if task == "regress":
-        predicted = outputs.reshape(-1) * age_scale
         return predicted, np.abs(predicted - batch["age"].to_numpy()) <= tolerance
-    predicted = outputs.argmax(axis=1)
-    return np.asarray(GROUP_LABELS)[predicted], predicted == batch["group"].to_numpy()
+    return predicted, predicted == np.asarray(GROUP_LABELS)[batch["group"].to_numpy()]
 
 
 def average_group(maps: SaliencyMaps, model: keras.Model, frame: pd.DataFrame, config: ExperimentConfig,
