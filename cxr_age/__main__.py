@@ -1,12 +1,14 @@
-"""`python -m cxr_age data|train|saliency ...`: the console scripts under one entry point."""
+"""`python -m cxr_age data|train|evaluate|saliency|predict|report ...`: the console scripts under one entry
+point."""
 
 from __future__ import annotations
 
 import sys
 
-from cxr_age.cli import data, evaluate, saliency, train
+from cxr_age.cli import data, evaluate, predict, report, saliency, train
 
-COMMANDS = {"data": data.main, "train": train.main, "evaluate": evaluate.main, "saliency": saliency.main}
+COMMANDS = {"data": data.main, "train": train.main, "evaluate": evaluate.main, "saliency": saliency.main,
+            "predict": predict.main, "report": report.main}
 
 
 def main(argv: list[str] | None = None) -> int:

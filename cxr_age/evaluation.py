@@ -97,12 +97,17 @@ def _figures(run_dir: Path, split: str, predictions: pd.DataFrame, metrics: dict
         figures.confusion(predictions, run_dir / f"confusion_{split}.png", note)
 
 
+def demo_note(demo: bool) -> str:
+    """The small print on every figure of a demonstration run."""
+    return "DEMONSTRATION on the embedded sample: not a result" if demo else ""
+
+
 def evaluate_run(run_dir: Path, splits: tuple[str, ...] = ("val", "test")) -> dict:
     """Predict `splits` with the run's best model and write predictions, metrics.json and figures."""
     config, model = load_run(run_dir)
     task = config.train.task
     train = read_split(run_dir, "train")
-    note = "DEMONSTRATION on the embedded sample: not a result" if config.train.demo else ""
+    note = demo_note(config.train.demo)
     result = {"experiment": config.name, "task": task, "demo": config.train.demo, "splits": {}}
     for split in splits:
         predictions = predict(model, split_frame(run_dir, split), config)

@@ -1,8 +1,10 @@
 """Figures of a run: the paper's loss curves and ROC curves, plus predicted-vs-true age, error per age
-group and the confusion matrix. Each is written as a PNG, atomically."""
+group, the confusion matrix and the age-gap figures (Bland-Altman, gap against age, gap per finding). Each is
+written as a PNG, atomically."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -99,4 +101,59 @@ def confusion(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
     axes.set_xlabel("predicted group")
     axes.set_ylabel("true group")
     figure.colorbar(image, ax=axes, label="share of the true group")
+    return save_figure(figure, path, note)
+
+
+def bland_altman(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
+    """Bland-Altman plot (Bland & Altman 1986): difference against mean of predicted and true age, with the
+    mean difference (bias) and the 95% limits of agreement (bias +- 1.96 SD)."""
+    mean = (frame["predicted_age"] + frame["age"]) / 2
+    difference = frame["predicted_age"] - frame["age"]
+    bias, spread = float(difference.mean()), float(difference.std(ddof=1)) if len(frame) > 1 else 0.0
+    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    axes.scatter(mean, difference, s=6, alpha=0.4)
+    axes.axhline(bias, color="black", label=f"bias {bias:+.1f} years")
+    for sign in (-1, 1):
+        axes.axhline(bias + sign * 1.96 * spread, color="gray", linestyle="--",
+                     label="95% limits of agreement" if sign < 0 else None)
+    axes.axhline(0, color="lightgray", linewidth=0.8)
+    axes.set_xlabel("mean of predicted and true age (years)")
+    axes.set_ylabel("predicted - true age (years)")
+    axes.set_title(f"Bland-Altman, {len(frame)} test images; limits {bias - 1.96 * spread:+.1f} to "
+                   f"{bias + 1.96 * spread:+.1f} years", fontsize=10)
+    axes.legend(loc="upper right", fontsize=8)
+    return save_figure(figure, path, note)
+
+
+def gap_versus_age(frame: pd.DataFrame, trend: Callable[[np.ndarray], np.ndarray], path: Path,
+                   note: str = "") -> Path:
+    """Raw and corrected gap against true age, with the validation-fitted trend: regression toward the mean
+    made visible, and removed."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    ages = np.linspace(0, 90, 50)
+    for ax, column, title in ((axes[0], "gap", "raw gap"), (axes[1], "corrected_gap", "corrected gap")):
+        ax.scatter(frame["age"], frame[column], s=6, alpha=0.4)
+        ax.axhline(0, color="lightgray", linewidth=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("true age (years)")
+    axes[0].plot(ages, trend(ages), color="black", label="trend fitted on validation")
+    axes[0].legend(fontsize=8)
+    axes[0].set_ylabel("predicted - true age (years)")
+    return save_figure(figure, path, note)
+
+
+def gap_by_finding(table: pd.DataFrame, path: Path, note: str = "") -> Path:
+    """Mean corrected gap per finding with its 95% interval (raw gap as open circles), patients in the labels."""
+    figure, axes = plt.subplots(figsize=(7, 0.35 * len(table) + 1.5))
+    rows = np.arange(len(table))[::-1]
+    low = table["mean_corrected_gap"] - table["corrected_gap_ci95_low"]
+    high = table["corrected_gap_ci95_high"] - table["mean_corrected_gap"]
+    axes.errorbar(table["mean_corrected_gap"], rows, xerr=[low, high], fmt="o", color="C0", capsize=2,
+                  label="corrected gap, 95% CI")
+    axes.scatter(table["mean_gap"], rows, facecolors="none", edgecolors="gray", label="raw gap")
+    axes.axvline(0, color="lightgray", linewidth=0.8)
+    axes.set_yticks(rows, [f"{level} (n={patients})" for level, patients in zip(table["level"], table["patients"])],
+                    fontsize=8)
+    axes.set_xlabel("mean predicted - true age (years); n = patients")
+    axes.legend(fontsize=8, loc="lower right")
     return save_figure(figure, path, note)

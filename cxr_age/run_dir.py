@@ -79,6 +79,20 @@ def latest_run(task: str, root: Path = RUNS_ROOT) -> Path | None:
     return max(candidates)[1] if candidates else None
 
 
+def claim_file(folder: Path, stem: str, suffix: str) -> Path:
+    """A new, empty file `<stem><suffix>` in `folder`, or `<stem>-2<suffix>`, ... if that name is taken:
+    created exclusively, so an existing file is never overwritten, even by a run started at the same time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 10000):
+        path = folder / (f"{stem}{suffix}" if attempt == 1 else f"{stem}-{attempt}{suffix}")
+        try:
+            path.open("x").close()
+            return path
+        except FileExistsError:
+            continue
+    raise CxrAgeError(f"cannot find a free name for {stem}{suffix} in {folder}")
+
+
 def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     """Call `write(temporary_path)` in the target's folder, then rename the result onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)

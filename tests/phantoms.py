@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from cxr_age.age_gap import FINDINGS as FINDING_LABELS
+
 SIZE = 64
 # Rows and columns of the age patch (8 x 8 px) and of the ground-truth region around it (16 x 16 px, 6.25%).
 PATCH = (slice(17, 25), slice(35, 43))
@@ -37,6 +39,15 @@ def phantom(age: float, rng: np.random.Generator, size: int = SIZE) -> np.ndarra
     return image.clip(0, 1)
 
 
+def metadata_columns(n: int, seed: int) -> dict[str, list[str]]:
+    """NIH-style sex, view and finding labels unrelated to the image (own generator: the images stay the same)."""
+    rng = np.random.default_rng(seed + 1000)
+    findings = [label for label in FINDING_LABELS if label != "No Finding"]
+    labels = [("|".join(rng.choice(findings, size=rng.integers(1, 3), replace=False)) if rng.random() < 0.6
+               else "No Finding") for _ in range(n)]
+    return {"sex": rng.choice(["M", "F"], n).tolist(), "view": rng.choice(["PA", "AP"], n).tolist(), "findings": labels}
+
+
 def write_phantoms(folder: Path, n: int, seed: int = 0) -> Path:
     """`n` phantom PNGs of uniform random ages (2-88 years, one patient each) and their `labels.csv`."""
     rng = np.random.default_rng(seed)
@@ -45,6 +56,7 @@ def write_phantoms(folder: Path, n: int, seed: int = 0) -> Path:
     names = [f"phantom{i:04d}.png" for i in range(n)]
     for name, age in zip(names, ages):
         cv2.imwrite(str(folder / name), (phantom(age, rng) * 255).round().astype(np.uint8))
-    table = pd.DataFrame({"image": names, "age": ages, "patient_id": [f"p{i}" for i in range(n)]})
+    table = pd.DataFrame({"image": names, "age": ages, "patient_id": [f"p{i}" for i in range(n)],
+                          **metadata_columns(n, seed)})
     table.to_csv(folder.parent / "labels.csv", index=False)
     return folder.parent / "labels.csv"

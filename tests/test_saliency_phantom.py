@@ -5,15 +5,13 @@ randomised (Adebayo et al. 2018). Scores: relevance rank accuracy and mass accur
 import numpy as np
 import pandas as pd
 import pytest
-from phantoms import SIZE, region_mask, write_phantoms
+from phantoms import SIZE, region_mask
 
-from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
 from cxr_age.evaluation import load_run
 from cxr_age.saliency.average import average_group
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 from cxr_age.saliency.regions import mass_shares, top_shares
 from cxr_age.saliency.sanity import cascading_randomisation
-from cxr_age.training import train
 
 # Grad-CAM reads a feature map of 4 x 4 cells at 64 px here (pool4_relu, 1/16 of the input): the default
 # last layer is 2 x 2 at this size, coarser than the 16 px region (16 x 16 at the paper configs' 512 px).
@@ -21,25 +19,16 @@ GRADCAM_LAYER = "pool4_relu"
 
 
 @pytest.fixture(scope="module")
-def phantom_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("phantom")
-    csv = write_phantoms(root / "images", 480, seed=4)
-    config = ExperimentConfig(
-        name="phantom",
-        data=DataConfig(csv=str(csv), image_dir=str(csv.parent / "images"), image_size=SIZE),
-        train=TrainConfig(task="regress", backbone="densenet121", loss="mse", epochs=6, batch_size=16,
-                          learning_rate=1e-3, patience=50, bn_momentum=0.9),
-    )
-    run_dir = root / "run"
-    run_dir.mkdir()
-    result = train(config, run_dir)
+def phantom(phantom_run):
+    """The trained phantom model, its config, its held-out images and the training result."""
+    run_dir, result = phantom_run
     config, model = load_run(run_dir)
     held_out = pd.concat([pd.read_csv(run_dir / f"{split}.csv") for split in ("val", "test")], ignore_index=True)
     return config, model, held_out, result
 
 
-def test_the_loop_learns_the_phantom_age(phantom_run):
-    test = phantom_run[3]["splits"]["test"]
+def test_the_loop_learns_the_phantom_age(phantom):
+    test = phantom[3]["splits"]["test"]
     mae, baseline = test["model"]["mae"]["value"], test["baseline"]["mae"]
     print(f"phantom test MAE {mae:.2f} (95% CI {test['model']['mae']['ci95']}) vs median baseline {baseline:.2f}")
     assert mae < 0.4 * baseline, (mae, baseline)
@@ -53,8 +42,8 @@ def test_the_loop_learns_the_phantom_age(phantom_run):
 @pytest.mark.parametrize("settings, min_top, min_mass_ratio",
                          [(MapSettings("saliency"), 0.7, 4.0), (MapSettings("gradcam", GRADCAM_LAYER), 0.4, 1.3)],
                          ids=["saliency", "gradcam"])
-def test_average_maps_point_at_the_age_patch(phantom_run, settings, min_top, min_mass_ratio):
-    config, model, held_out, _ = phantom_run
+def test_average_maps_point_at_the_age_patch(phantom, settings, min_top, min_mass_ratio):
+    config, model, held_out, _ = phantom
     maps = SaliencyMaps(model, "regress", settings)
     average = average_group(maps, model, held_out, config, "all", 16, 5.0, progress=False).maps["all"].mean()
     masks = {"patch": region_mask(), "rest": ~region_mask()}
@@ -66,8 +55,8 @@ def test_average_maps_point_at_the_age_patch(phantom_run, settings, min_top, min
     assert mass >= min_mass_ratio * area, mass
 
 
-def test_randomised_weights_change_the_maps(phantom_run):
-    config, model, held_out, _ = phantom_run
+def test_randomised_weights_change_the_maps(phantom):
+    config, model, held_out, _ = phantom
     sample = held_out.iloc[:8]
     from cxr_age.data.pipeline import make_dataset
 

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 import pandas as pd
-from conftest import FULL_SAMPLE, RGBA_IMAGES
+from conftest import FULL_SAMPLE, NIH_2020, RGBA_IMAGES
 
 from cxr_age.paths import data_dir, sample_csv, sample_image_dir
 
@@ -12,7 +12,9 @@ def test_sample_matches_its_labels_and_the_originals():
     labels = pd.read_csv(sample_csv())
     original = pd.read_csv(FULL_SAMPLE / "labels.csv")
     assert len(labels) == 477 and labels["patient_id"].is_unique
-    pd.testing.assert_frame_equal(labels, original[labels.columns])
+    pd.testing.assert_frame_equal(labels.drop(columns="findings"), original[labels.columns.drop("findings")])
+    nih = pd.read_csv(NIH_2020, usecols=["Image Index", "Finding Labels"]).set_index("Image Index")
+    assert labels["findings"].tolist() == nih.loc[labels["image"], "Finding Labels"].tolist()
     assert sorted(p.name for p in sample_image_dir().iterdir()) == sorted(labels["image"])
 
 

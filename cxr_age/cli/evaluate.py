@@ -1,4 +1,5 @@
-"""`cxr-age-evaluate RUN [--split test]`: recompute a saved run's predictions, metrics and figures."""
+"""`cxr-age-evaluate RUN [--split test] [--age-gap]`: recompute a saved run's predictions, metrics and
+figures, and optionally the age-gap analysis by finding, sex and view."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cxr_age.cli.base import Parser, run
+from cxr_age.errors import CxrAgeError
 
 PROG = "cxr-age-evaluate"
 
@@ -16,14 +18,32 @@ def _main(argv: Sequence[str] | None) -> None:
     parser.add_argument("run", metavar="RUN", help="a run directory written by cxr-age-train")
     parser.add_argument("--split", choices=("val", "test", "all"), default="all",
                         help="which split to evaluate (default: all = val and test)")
+    parser.add_argument("--age-gap", action="store_true",
+                        help="regress runs: also write the age gap (predicted - true age), raw and corrected for "
+                             "its age trend fitted on the validation split, by finding, sex and view, with a "
+                             "Bland-Altman plot (needs both splits, so it evaluates val and test)")
     args = parser.parse_args(argv)
-    from cxr_age.evaluation import evaluate_run, summary_lines
+    from cxr_age.evaluation import evaluate_run, run_config, summary_lines
 
+    run_dir = Path(args.run)
+    if args.age_gap:
+        if run_config(run_dir).train.task != "regress":
+            raise CxrAgeError(f"{run_dir} is a classify run: --age-gap needs a regress run's predicted ages")
+        if args.split != "all":
+            raise CxrAgeError("--age-gap fits its correction on val and reports on test: leave out --split")
     splits = ("val", "test") if args.split == "all" else (args.split,)
-    result = evaluate_run(Path(args.run), splits)
+    result = evaluate_run(run_dir, splits)
     print(f"{PROG}: {args.run} ({result['experiment']}, {result['task']})")
     for line in summary_lines(result):
         print(line)
+    if args.age_gap:
+        from cxr_age.age_gap import analyse_age_gap
+        from cxr_age.evaluation import demo_note
+
+        for line in analyse_age_gap(run_dir, note=demo_note(result["demo"])).lines():
+            print(line)
+        print(f"wrote {run_dir}: age_gap.json, age_gap_test.csv, age_gap_by_{{finding,sex,view}}.csv, "
+              "bland_altman_test.png, age_gap_vs_age_test.png, age_gap_by_finding_test.png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from cxr_age.config import DataConfig
 from cxr_age.data.metadata import VIEWS
+from cxr_age.errors import CxrAgeError
+from cxr_age.run_dir import RUNS_ROOT, latest_run
 
 
 def positive_int(text: str) -> int:
@@ -56,3 +59,14 @@ def given_flags(args: argparse.Namespace, settings: type) -> dict[str, Any]:
 def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
     """`base` (or the defaults) with every data flag the user gave applied on top."""
     return replace(base or DataConfig(), **given_flags(args, DataConfig))
+
+
+def run_or_latest(given: str | None, task: str, flag: str = "--run") -> Path:
+    """The run the user named, else the newest finished run of `task` under runs/ (an error if none)."""
+    if given:
+        return Path(given)
+    found = latest_run(task)
+    if found is None:
+        raise CxrAgeError(f"no finished {task} run under {RUNS_ROOT}/: run `cxr-age-train {task}` first, "
+                          f"or name a run with {flag} RUN")
+    return found

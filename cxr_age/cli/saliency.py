@@ -3,18 +3,18 @@ named regions, and the randomisation sanity check (Karargyris et al. 2019; Adeba
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from cxr_age.cli.base import Parser, run
-from cxr_age.cli.options import positive_int
+from cxr_age.cli.options import positive_int, run_or_latest
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.errors import CxrAgeError
-from cxr_age.run_dir import RUNS_ROOT, latest_run
+from cxr_age.run_dir import RUNS_ROOT
 from cxr_age.saliency import CAM_METHODS, METHODS
+from cxr_age.saliency.regions import mass_share_table
 
 PROG = "cxr-age-saliency"
 
@@ -56,31 +56,16 @@ def build_parser() -> Parser:
     return parser
 
 
-def _run_dir(args: argparse.Namespace) -> Path:
-    if args.run:
-        return Path(args.run)
-    found = latest_run("classify")
-    if found is None:
-        raise CxrAgeError(f"no finished classify run under {RUNS_ROOT}/: run `cxr-age-train classify` first, "
-                          "or name a run with --run RUN")
-    return found
-
-
 def region_lines(regions: pd.DataFrame) -> list[str]:
     """The share of saliency mass per region (rows) and group (columns), in percent, all images."""
-    shares = regions[regions["subset"] == "all"].pivot(index="region", columns="group", values="mass_share")
-    shares = shares.reindex(index=regions["region"].unique(), columns=regions["group"].unique())
-    areas = regions.drop_duplicates("region").set_index("region")["area_share"]
-    shares.insert(0, "area", areas)
-    shares.index.name = shares.columns.name = None
-    return (100 * shares).round(1).to_string().splitlines()
+    return mass_share_table(regions).round(1).to_string().splitlines()
 
 
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     if args.tolerance < 0:
         raise CxrAgeError(f"--tolerance must be 0 or more, got {args.tolerance}")
-    run_dir = _run_dir(args)
+    run_dir = run_or_latest(args.run, "classify")
     from cxr_age.saliency.analysis import SaliencyRequest, analyse
     from cxr_age.saliency.methods import MapSettings
     from cxr_age.saliency.sanity import SURVIVAL_THRESHOLD

@@ -28,7 +28,7 @@ def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
     """Index -> decoder message for every file in `paths` that cannot be read and decoded."""
     from cxr_age.quiet_tf import tf
 
-    from cxr_age.data.pipeline import AUTOTUNE, decode_gray
+    from cxr_age.data.pipeline import AUTOTUNE, decode_error_message, decode_gray
 
     if not paths:
         return {}
@@ -50,7 +50,7 @@ def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
             decode_gray(tf.io.read_file(paths[index]))
             failures[index] = "could not be decoded"
         except (tf.errors.OpError, ValueError) as err:
-            failures[index] = str(getattr(err, "message", err)).splitlines()[0].split(" [Op:")[0]
+            failures[index] = decode_error_message(err)
     return failures
 
 

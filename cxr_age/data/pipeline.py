@@ -26,11 +26,21 @@ def decode_gray(contents: tf.Tensor) -> tf.Tensor:
     return tf.io.decode_image(contents, channels=1, dtype=tf.float32, expand_animations=False)
 
 
-def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Read, decode and resize one image file to float32 `[image_size, image_size, 1]` in [0, 1]."""
-    image = decode_gray(tf.io.read_file(path))
+def decode_error_message(err: Exception) -> str:
+    """The first line of a decoder error, without TensorFlow's op suffix."""
+    return str(getattr(err, "message", err)).splitlines()[0].split(" [Op:")[0]
+
+
+def resize_square(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """A `[height, width, 1]` image in [0, 1] to `[image_size, image_size, 1]`, anti-aliased (area-like when
+    shrinking), clipped back to [0, 1]."""
     image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
     return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Read, decode and resize one image file to float32 `[image_size, image_size, 1]` in [0, 1]."""
+    return resize_square(decode_gray(tf.io.read_file(path)), image_size)
 
 
 def targets(frame: pd.DataFrame, task: str, age_scale: float) -> np.ndarray:

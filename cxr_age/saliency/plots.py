@@ -41,6 +41,18 @@ def group_figure(group: GroupMaps, method: str, path: Path, note: str = "") -> P
     return save_figure(figure, path, note)
 
 
+def study_figure(image: np.ndarray, saliency: np.ndarray, title: str, path: Path, note: str = "") -> Path:
+    """One image with its map: the radiograph as the model saw it, and the map over it."""
+    figure, axes = plt.subplots(1, 2, figsize=(8, 4.4), layout="constrained")
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_axis_off()
+    axes[0].set_title("model input", fontsize=9)
+    shown = _overlay(axes[1], image, saliency, "saliency of the predicted age")
+    figure.suptitle(title, fontsize=10)
+    figure.colorbar(shown, ax=list(axes), fraction=0.03, label=SCALE_LABEL)
+    return save_figure(figure, path, note)
+
+
 def grid_figure(groups: list[GroupMaps], method: str, path: Path, note: str = "") -> Path:
     """Average maps of every age group in order, three per row (the paper's saliency figure)."""
     rows = int(np.ceil(len(groups) / 3))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.path import Path as MplPath
 
 from cxr_age.errors import CxrAgeError
@@ -99,3 +100,13 @@ def top_shares(mean_map: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, 
         k = int(mask.sum())
         shares[name] = float(mask.ravel()[order[:k]].mean()) if k else float("nan")
     return shares
+
+
+def mass_share_table(regions: pd.DataFrame) -> pd.DataFrame:
+    """A `regions.csv` table as percent of saliency mass per region (rows) and age group (columns) over all
+    images, with the region's percent of the image area first."""
+    shares = regions[regions["subset"] == "all"].pivot(index="region", columns="group", values="mass_share")
+    shares = shares.reindex(index=regions["region"].unique(), columns=regions["group"].unique())
+    shares.insert(0, "area", regions.drop_duplicates("region").set_index("region")["area_share"])
+    shares.index.name = shares.columns.name = None
+    return 100 * shares

@@ -1,0 +1,151 @@
+"""`cxr-age-predict PATH...`: the predicted age of each chest X-ray (PNG, JPEG or DICOM), optionally with
+the age-group probabilities of a classifier run and a saliency overlay per image."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from cxr_age.cli.base import Parser, run
+from cxr_age.cli.options import positive_int, run_or_latest
+from cxr_age.errors import CxrAgeError
+from cxr_age.run_dir import RUNS_ROOT
+
+PROG = "cxr-age-predict"
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog=PROG,
+        description="Predict the age of chest X-rays with a trained regressor run (and, optionally, the age-group "
+                    "probabilities of a classifier run). PNG, JPEG or DICOM (needs the dicom extra: "
+                    "pip install \"cxr-age[dicom]\"); files or folders. DICOM patient identifiers are never read "
+                    "into any output.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    parser.add_argument("--run", metavar="RUN",
+                        help=f"a regress run from cxr-age-train (default: the newest finished one under {RUNS_ROOT}/)")
+    parser.add_argument("--classify-run", metavar="RUN", help="also give each age group's probability from this "
+                                                               "classify run")
+    parser.add_argument("--saliency", action="store_true",
+                        help="write a saliency overlay PNG per image (the regressor's vanilla gradients)")
+    parser.add_argument("--overlay-dir", metavar="DIR",
+                        help="folder for the overlays (default: the --csv file's folder, else the current folder); "
+                             "existing files are never overwritten")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    output.add_argument("--csv", metavar="FILE", help="also write the predictions to FILE (must not exist)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="images per batch (default 16)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def model_summary(trained) -> dict:
+    """What a reader needs to weigh the predictions: the run, whether it is a demonstration, and its test
+    metrics beside the baseline (from the run's metrics.json)."""
+    summary = {"run": str(trained.run), "backbone": trained.config.train.backbone,
+               "image_size": trained.image_size, "demo": trained.config.train.demo}
+    metrics_file = trained.run / "metrics.json"
+    if metrics_file.is_file():
+        test = json.loads(metrics_file.read_text())["splits"].get("test")
+        if test:
+            key = "mae" if trained.task == "regress" else "macro_auc"
+            summary[f"test_{key}"] = {**test["model"][key], "baseline": test["baseline"][key]}
+    return summary
+
+
+def _summary_line(name: str, summary: dict) -> str:
+    parts = [f"{name}: {summary['run']} ({summary['backbone']}, {summary['image_size']} px)"]
+    for key, unit in (("test_mae", " years"), ("test_macro_auc", "")):
+        if key in summary:
+            value = summary[key]
+            low, high = value["ci95"]
+            parts.append(f"test {key[5:]} {value['value']:.2f}{unit} (95% CI {low:.2f}-{high:.2f}; "
+                         f"baseline {value['baseline']:.2f})")
+    if summary["demo"]:
+        parts.append("DEMONSTRATION model trained on the embedded sample: not a usable estimate")
+    return "; ".join(parts)
+
+
+def _text_line(row: dict) -> str:
+    line = f"{row['file']}: {row['predicted_age']:.1f} years"
+    if "predicted_group" in row:
+        probabilities = ", ".join(f"{key[2:]} {value:.2f}" for key, value in row.items() if key.startswith("p_"))
+        line += f"; group {row['predicted_group']} (probabilities: {probabilities})"
+    if "saliency_png" in row:
+        line += f"; saliency {row['saliency_png']}"
+    return line
+
+
+def _skipped_file(csv: Path) -> Path:
+    return csv.with_name(f"{csv.stem}_skipped.csv")
+
+
+def _check_new_file(csv: Path) -> None:
+    for path in (csv, _skipped_file(csv)):
+        if path.exists():
+            raise CxrAgeError(f"{path} already exists; choose another --csv file (nothing is overwritten)")
+    if not csv.parent.is_dir():
+        raise CxrAgeError(f"folder of --csv not found: {csv.parent}")
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    csv = Path(args.csv) if args.csv else None
+    if csv is not None:
+        _check_new_file(csv)
+    regress_run = run_or_latest(args.run, "regress")
+    from cxr_age.prediction import gather_inputs, load_trained, predict_batches, predictions_frame
+    from cxr_age.run_dir import write_csv
+    from cxr_age.saliency.overlay import StudyOverlays
+
+    inputs = gather_inputs(args.paths)
+    regressor = load_trained(regress_run, "regress")
+    classifier = load_trained(Path(args.classify_run), "classify") if args.classify_run else None
+    summaries = {"regressor": model_summary(regressor),
+                 "classifier": model_summary(classifier) if classifier else None}
+    overlays = None
+    if args.saliency:
+        folder = Path(args.overlay_dir) if args.overlay_dir else (csv.parent if csv else Path.cwd())
+        overlays = StudyOverlays(regressor.model, folder, summaries["regressor"]["demo"])
+    echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    for name, summary in summaries.items():
+        if summary:
+            echo(f"{PROG}: {_summary_line(name, summary)}")
+    rows, skipped = [], []
+    for batch in predict_batches(inputs.files, regressor, classifier, args.batch_size, not args.no_progress):
+        if overlays is not None and batch.rows:
+            overlays.add(batch.rows, batch.images)
+        rows.extend(batch.rows)
+        skipped.extend(batch.skipped)
+        if not args.json:
+            for row in batch.rows:
+                print(_text_line(row))
+    if not rows:
+        first = f"{skipped[0][0]}: {skipped[0][1]}"
+        raise CxrAgeError(first if len(skipped) == 1 else
+                          f"none of the {len(skipped)} image files could be read (first: {first})")
+    for path, reason in skipped:
+        print(f"{PROG}: skipped {path}: {reason}", file=sys.stderr)
+    skipped_frame = pd.DataFrame(skipped + inputs.ignored, columns=["file", "reason"])
+    if args.json:
+        print(json.dumps({**summaries, "predictions": rows,
+                          "skipped": skipped_frame.to_dict(orient="records")}, indent=2))
+    if csv is not None:
+        write_csv(predictions_frame(rows), csv)
+        if len(skipped_frame):
+            write_csv(skipped_frame, _skipped_file(csv))
+    echo(f"{PROG}: {len(rows)} predicted, {len(skipped)} unreadable skipped, {len(inputs.ignored)} non-image "
+         f"files ignored" + (f"; wrote {csv}" if csv else ""))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

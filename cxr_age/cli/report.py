@@ -1,0 +1,40 @@
+"""`cxr-age-report RUN`: one self-contained HTML page of a run, which opens with no network access."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cxr_age.cli.base import Parser, run
+from cxr_age.errors import CxrAgeError
+
+PROG = "cxr-age-report"
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    parser = Parser(prog=PROG, description="Write one self-contained HTML report of a run (figures embedded, no "
+                                           "scripts or links, opens offline): config, data counts, metrics beside "
+                                           "the baseline and the paper, curves, ROC, saliency and age gap.")
+    parser.add_argument("run", metavar="RUN", help="a run directory written by cxr-age-train")
+    parser.add_argument("--out", metavar="FILE",
+                        help="where to write the page (default: RUN/report.html, replaced when the report is "
+                             "made again; a named FILE must not exist yet)")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run)
+    out = Path(args.out) if args.out else run_dir / "report.html"
+    if args.out and out.exists():
+        raise CxrAgeError(f"{out} already exists; choose another --out (nothing is overwritten)")
+    from cxr_age.report import build_report
+    from cxr_age.run_dir import write_text
+
+    page = build_report(run_dir)
+    write_text(page, out)
+    print(f"{PROG}: wrote {out} ({len(page.encode()) / 1e6:.1f} MB, self-contained; open it in any browser)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

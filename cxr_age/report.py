@@ -1,0 +1,206 @@
+"""One self-contained HTML page per run: the resolved config, data counts per split and age group, metrics
+with their intervals beside the baseline and the paper's reported values, the training curves and test
+figures, and the saliency and age-gap results when the run has them. Figures are embedded as base64 PNGs and
+the page has no scripts, links or external references, so it opens offline and can be mailed as one file."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from cxr_age import __version__
+from cxr_age.config import ExperimentConfig
+from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.data.integrity import read_split
+from cxr_age.data.splits import SPLITS
+from cxr_age.evaluation import run_config
+from cxr_age.saliency.regions import mass_share_table
+
+# What the paper reports for each experiment (../shared/PAPER.md), beside which our figure is shown.
+PAPER_VALUES = {
+    ("regress", "mse"): ("minimum validation loss (MSE of age / 90, PA view)", 0.003),
+    ("regress", "r2"): ("minimum validation loss as printed (ambiguous; most likely R² itself)", 0.90),
+}
+PAPER_CLASSIFY = "nine one-vs-rest ROC curves; the text gives no AUC values to compare with"
+LITERATURE = (
+    ("Sabottke et al. 2020", "CheXpert, DenseNet121", "MAE 4.69 years"),
+    ("Ieki et al. 2022", "held-out set, SENet154 at 320 px, >100k CXRs", "MAE 3.67 years"),
+    ("Ieki et al. 2022", "same model on PadChest / CheXpert", "MAE 6.0 / 8.7 years"),
+    ("our baseline", "NIH, always predicting the median age (49)", "MAE 13.6 years"),
+)
+STYLE = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+pre { background: #f7f7f7; padding: 0.8em; font-size: 0.85em; overflow-x: auto; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.demo { background: #fff3cd; border: 1px solid #e0c060; padding: 0.6em; }
+.missing { color: #777; font-style: italic; }
+"""
+
+
+def _escape(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _table(frame: pd.DataFrame, index: bool = False) -> str:
+    return frame.to_html(index=index, border=0, escape=True, na_rep="-", float_format=lambda x: f"{x:.3f}")
+
+
+def _figure(path: Path, caption: str) -> str:
+    """A PNG embedded as a data URI, or a note that the run has no such file."""
+    if not path.is_file():
+        return f'<p class="missing">{_escape(caption)}: not in this run ({_escape(path.name)})</p>'
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{_escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_escape(caption)}</figcaption></figure>")
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{_escape(title)}</h2>\n{body}\n</section>'
+
+
+def _data_counts(run_dir: Path) -> pd.DataFrame:
+    """Images per age group and split, with totals and patients per split."""
+    splits = {split: read_split(run_dir, split) for split in SPLITS}
+    table = pd.DataFrame({split: frame["group"].value_counts().reindex(range(len(GROUP_LABELS)), fill_value=0)
+                          for split, frame in splits.items()})
+    table.index = list(GROUP_LABELS)
+    over = {split: int((frame["group"] < 0).sum()) for split, frame in splits.items()}
+    if any(over.values()):
+        table.loc["over 90"] = over
+    table.loc["images"] = [len(frame) for frame in splits.values()]
+    table.loc["patients"] = [frame["patient_id"].nunique() for frame in splits.values()]
+    table.index.name = "age group (years)"
+    return table.reset_index()
+
+
+def _metric_rows(metrics: dict) -> pd.DataFrame:
+    rows = []
+    for split, result in metrics["splits"].items():
+        for name, value in result["model"].items():
+            rows.append({"split": f"{split} ({result['images']} images, {result['patients']} patients)",
+                         "metric": name, "model": value["value"], "95% CI low": value["ci95"][0],
+                         "95% CI high": value["ci95"][1], "baseline": result["baseline"][name],
+                         "baseline predicts": result["baseline"]["predicts"]})
+    return pd.DataFrame(rows)
+
+
+def _paper_rows(config: ExperimentConfig, run_dir: Path) -> str:
+    history = run_dir / "history.csv"
+    key = (config.train.task, config.train.loss)
+    if key in PAPER_VALUES:
+        what, paper = PAPER_VALUES[key]
+        ours = float(pd.read_csv(history)["val_loss"].min()) if history.is_file() else float("nan")
+        comparison = pd.DataFrame([{"quantity": what, "paper": paper, "this run": ours}])
+        body = _table(comparison)
+    else:
+        body = f"<p>Paper: {_escape(PAPER_CLASSIFY)}; this run's curves are below.</p>"
+    literature = pd.DataFrame(LITERATURE, columns=["source", "data and model", "result"])
+    return (body + "<p>Published age-from-CXR results for context (none on NIH with a patient-level test "
+            "split):</p>" + _table(literature))
+
+
+def _metrics_section(config: ExperimentConfig, run_dir: Path) -> str:
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        return '<p class="missing">no metrics.json: the run has not been evaluated</p>'
+    metrics = json.loads(metrics_file.read_text())
+    return _table(_metric_rows(metrics)) + "<h3>Beside the paper</h3>" + _paper_rows(config, run_dir)
+
+
+def _figures_section(config: ExperimentConfig, run_dir: Path) -> str:
+    parts = [_figure(run_dir / "loss_curves.png", "training and validation loss per epoch")]
+    if config.train.task == "regress":
+        parts += [_figure(run_dir / "predicted_vs_true_test.png", "predicted against true age, test split"),
+                  _figure(run_dir / "error_by_group_test.png", "absolute error per age group, test split")]
+    else:
+        parts += [_figure(run_dir / "roc_test.png", "one-vs-rest ROC curves per age group, test split"),
+                  _figure(run_dir / "confusion_test.png", "confusion matrix, test split")]
+    return "\n".join(parts)
+
+
+def _newest_saliency(run_dir: Path) -> Path | None:
+    folders = [settings.parent for settings in (run_dir / "saliency").glob("*/settings.json")]
+    return max(folders, key=lambda folder: folder.stat().st_mtime) if folders else None
+
+
+def _saliency_section(run_dir: Path) -> str:
+    folder = _newest_saliency(run_dir)
+    if folder is None:
+        return f'<p class="missing">no saliency maps yet: run cxr-age-saliency --run {_escape(run_dir)}</p>'
+    settings = json.loads((folder / "settings.json").read_text())
+    shown = {key: value for key, value in settings.items() if key not in ("groups", "versions", "out", "run")}
+    counts = pd.DataFrame(settings["groups"]).T.rename_axis("age group").reset_index()
+    parts = [f"<p>Newest analysis: <code>{_escape(folder.name)}</code>; settings:</p>",
+             f"<pre>{_escape(json.dumps(shown, indent=2))}</pre>", "<p>Images mapped per group:</p>", _table(counts)]
+    grid = folder / "grid.png"
+    single = sorted(folder.glob("saliency_*.png"))
+    parts.append(_figure(grid if grid.is_file() or not single else single[0], "average saliency map per age group"))
+    regions = folder / "regions.csv"
+    if regions.is_file():
+        table = mass_share_table(pd.read_csv(regions)).round(1)
+        parts += ["<p>Share of saliency mass per region (%), all images; area = the region's share of the "
+                  "image:</p>", _table(table, index=True)]
+    if (folder / "sanity.png").is_file():
+        parts.append(_figure(folder / "sanity.png", "randomisation sanity check (Adebayo et al. 2018)"))
+    return "\n".join(parts)
+
+
+def _age_gap_section(run_dir: Path) -> str:
+    summary_file = run_dir / "age_gap.json"
+    if not summary_file.is_file():
+        return (f'<p class="missing">no age-gap analysis yet: run cxr-age-evaluate {_escape(run_dir)} '
+                "--age-gap (regress runs)</p>")
+    summary = json.loads(summary_file.read_text())
+    fit = summary["correction"]
+    test = summary["test"]
+    overall = pd.DataFrame([{"gap": summary["definitions"][name], "mean (years)": value["mean"],
+                             "95% CI low": value["ci95_low"], "95% CI high": value["ci95_high"],
+                             "correlation with age": test["correlation_with_age"][name]}
+                            for name, value in test["mean"].items()])
+    parts = [f"<p>Test split: {test['images']} images of {test['patients']} patients. Correction fitted on "
+             f"{fit['images']} validation images: gap = {fit['intercept']:.2f} + ({fit['slope_per_year']:.3f}) "
+             "x age, subtracted from each test image's gap.</p>", _table(overall),
+             _figure(run_dir / "age_gap_vs_age_test.png", "raw and corrected gap against age"),
+             _figure(run_dir / "bland_altman_test.png", "Bland-Altman plot, test split")]
+    columns = ["level", "images", "patients", "mean_age", "mean_gap", "mean_corrected_gap",
+               "corrected_gap_ci95_low", "corrected_gap_ci95_high"]
+    for facet in ("finding", "sex", "view"):
+        table_file = run_dir / f"age_gap_by_{facet}.csv"
+        if table_file.is_file():
+            parts += [f"<h3>By {facet}</h3>", _table(pd.read_csv(table_file, keep_default_na=False,
+                                                                 na_values=[""])[columns])]
+    parts.append(_figure(run_dir / "age_gap_by_finding_test.png", "corrected gap per finding, 95% CI"))
+    return "\n".join(parts)
+
+
+def build_report(run_dir: Path) -> str:
+    """The report page of `run_dir` as one HTML string."""
+    config = run_config(run_dir)
+    title = f"cxr-age report: {run_dir.name}"
+    demo = ('<p class="demo">DEMONSTRATION run on the embedded sample (few images, low resolution): a smoke '
+            "signal, not a result.</p>" if config.train.demo else "")
+    header = (f"<h1>{_escape(title)}</h1>{demo}<p>Run <code>{_escape(run_dir.resolve())}</code>: "
+              f"{_escape(config.train.task)} with {_escape(config.train.backbone)}, loss {_escape(config.train.loss)}, "
+              f"{config.data.image_size} px. Made by cxr-age {_escape(__version__)} on "
+              f"{time.strftime('%Y-%m-%d %H:%M')}; reproduces Karargyris et al., SPIE Medical Imaging 2019 "
+              "(arXiv 1903.06542).</p>")
+    sections = [
+        _section("config", "Resolved configuration", f"<pre>{_escape((run_dir / 'config.toml').read_text())}</pre>"),
+        _section("data", "Images per split and age group", _table(_data_counts(run_dir))),
+        _section("metrics", "Metrics (95% patient-bootstrap intervals) beside the baseline",
+                 _metrics_section(config, run_dir)),
+        _section("figures", "Training curves and test figures", _figures_section(config, run_dir)),
+        _section("saliency", "Saliency", _saliency_section(run_dir)),
+        _section("age-gap", "Age gap", _age_gap_section(run_dir)),
+    ]
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_escape(title)}</title>'
+            f"<style>{STYLE}</style></head>\n<body>\n{header}\n" + "\n".join(sections) + "\n</body></html>\n")

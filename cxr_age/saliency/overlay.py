@@ -1,0 +1,34 @@
+"""Saliency overlays of single studies for `cxr-age-predict --saliency`: the regressor's vanilla gradient
+map of each image (Simonyan et al. 2014, through tf-keras-vis), beside the image, one PNG per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cxr_age.quiet_tf import keras
+from cxr_age.run_dir import claim_file
+from cxr_age.saliency.methods import MapSettings, SaliencyMaps
+from cxr_age.saliency.plots import study_figure
+
+DEMO_NOTE = "DEMONSTRATION model trained on the embedded sample: not a finding"
+
+
+class StudyOverlays:
+    """Writes `<image stem>_saliency.png` into `folder` for each predicted image, never over an existing file."""
+
+    def __init__(self, regressor: keras.Model, folder: Path, demo: bool) -> None:
+        self.maps = SaliencyMaps(regressor, "regress", MapSettings("saliency"))
+        self.folder = folder
+        self.note = DEMO_NOTE if demo else ""
+
+    def add(self, rows: list[dict], images: np.ndarray) -> None:
+        """Map a batch (`images` in the order of `rows`) and record each overlay's path in its row."""
+        maps = self.maps(images, np.zeros(len(rows), dtype=int))
+        for row, image, saliency in zip(rows, images, maps):
+            name = Path(row["file"])
+            path = claim_file(self.folder, f"{name.stem}_saliency", ".png")
+            study_figure(image[..., 0], saliency, f"{name.name}: predicted age {row['predicted_age']:.1f} years",
+                         path, self.note)
+            row["saliency_png"] = str(path)

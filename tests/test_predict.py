@@ -1,0 +1,137 @@
+"""`cxr-age-predict`: the same ages as the run's own evaluation, PNG and DICOM alike, group probabilities
+from a classifier run, saliency overlays that never overwrite, no patient identifier in any output, and
+bad input as one line or a counted skip."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_one_line_error, call_cli
+from dicoms import PATIENT_ID, PATIENT_NAME, write_dicom
+
+from cxr_age.cli import predict
+from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.paths import sample_image_dir
+
+
+def test_an_age_for_a_real_sample_png(phantom_run, capsys):
+    run_dir, _ = phantom_run
+    image = sample_image_dir() / "00000075_000.png"
+    result = call_cli(predict.main, str(image), "--run", str(run_dir), "--no-progress", capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith(str(image)))
+    age = float(line.split(": ")[1].split(" years")[0])
+    assert 0 <= age <= 90
+    assert "test mae" in result.stdout and "baseline" in result.stdout
+
+
+def test_same_ages_as_the_runs_evaluation_with_group_probabilities(phantom_run, classify_run, tmp_path, capsys):
+    run_dir, _ = phantom_run
+    evaluated = pd.read_csv(run_dir / "predictions_test.csv").iloc[:5]
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    for path in evaluated["image"]:
+        shutil.copy(run_dir.parent / "images" / path, folder)
+    (folder / "README.txt").write_text("not an image")
+    result = call_cli(predict.main, str(folder), "--run", str(run_dir), "--classify-run", str(classify_run[0]),
+                      "--json", "--no-progress", capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    predicted = {row["file"].split("/")[-1]: row for row in output["predictions"]}
+    for name, age in zip(evaluated["image"], evaluated["predicted_age"]):
+        assert predicted[name]["predicted_age"] == pytest.approx(age, abs=0.01)
+        probabilities = [predicted[name][f"p_{label}"] for label in GROUP_LABELS]
+        assert sum(probabilities) == pytest.approx(1, abs=1e-4)
+        assert predicted[name]["predicted_group"] == GROUP_LABELS[int(np.argmax(probabilities))]
+    assert output["skipped"] == [{"file": str(folder / "README.txt"), "reason": output["skipped"][0]["reason"]}]
+    assert output["regressor"]["test_mae"]["baseline"] > output["regressor"]["test_mae"]["value"]
+    assert "1 non-image files ignored" in result.stderr
+
+
+@pytest.fixture
+def studies(phantom_run, tmp_path):
+    """One phantom as PNG, as MONOCHROME2 DICOM and as MONOCHROME1 DICOM (identifiers in the headers)."""
+    run_dir, _ = phantom_run
+    pixels = cv2.imread(str(run_dir.parent / "images" / "phantom0000.png"), cv2.IMREAD_GRAYSCALE)
+    pixels[0, 0], pixels[0, 1] = 0, 255  # the full 8-bit range, so the DICOM value-range stretch is x / 255
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "study.png"), pixels)
+    write_dicom(folder / "study2.dcm", pixels.astype(np.uint16), bits=8)
+    write_dicom(folder / "study1", 255 - pixels.astype(np.uint16), photometric="MONOCHROME1", bits=8)
+    return folder
+
+
+def test_png_and_both_dicom_photometrics_give_one_age(phantom_run, studies, tmp_path, capsys):
+    run_dir, _ = phantom_run
+    table = tmp_path / "out" / "ages.csv"
+    table.parent.mkdir()
+    result = call_cli(predict.main, str(studies), "--run", str(run_dir), "--csv", str(table), "--saliency",
+                      "--no-progress", capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    ages = pd.read_csv(table).set_index("file")["predicted_age"]
+    assert len(ages) == 3
+    assert ages.max() - ages.min() < 0.01, ages
+    overlays = sorted(p.name for p in table.parent.glob("*_saliency.png"))
+    assert overlays == ["study1_saliency.png", "study2_saliency.png", "study_saliency.png"]
+    for text in [result.stdout, result.stderr, table.read_text()]:
+        assert PATIENT_NAME not in text and PATIENT_ID not in text and "Doe" not in text
+
+
+def test_overlays_never_overwrite(phantom_run, studies, tmp_path, capsys):
+    run_dir, _ = phantom_run
+    overlays = tmp_path / "overlays"
+    overlays.mkdir()
+    (overlays / "study_saliency.png").write_bytes(b"mine")
+    result = call_cli(predict.main, str(studies / "study.png"), "--run", str(run_dir), "--saliency",
+                      "--overlay-dir", str(overlays), "--no-progress", capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    assert (overlays / "study_saliency.png").read_bytes() == b"mine"
+    assert cv2.imread(str(overlays / "study_saliency-2.png")) is not None
+
+
+def test_unreadable_files_are_skipped_and_listed(phantom_run, studies, tmp_path, capsys):
+    run_dir, _ = phantom_run
+    (studies / "empty.png").write_bytes(b"")
+    (studies / "text.png").write_text("not a picture")
+    write_dicom(studies / "cine.dcm", np.zeros((2, 8, 8), np.uint16))
+    table = tmp_path / "ages.csv"
+    result = call_cli(predict.main, str(studies), "--run", str(run_dir), "--csv", str(table), "--no-progress",
+                      capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(table)) == 3
+    skipped = pd.read_csv(tmp_path / "ages_skipped.csv")
+    assert sorted(name.split("/")[-1] for name in skipped["file"]) == ["cine.dcm", "empty.png", "text.png"]
+    assert "holds 2 frames" in " ".join(skipped["reason"])
+    assert "3 unreadable skipped" in result.stdout
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["missing.png"], ["missing.png", "no such file"]),
+    (["empty.png"], ["empty.png: ", "empty"]),
+    (["cine.dcm"], ["cine.dcm", "holds 2 frames"]),
+    (["ok.png", "--csv", "taken.csv"], ["taken.csv", "already exists"]),
+    (["ok.png", "--run", "CLASSIFY"], ["is a classify run", "--classify-run"]),
+    (["ok.png", "--json", "--csv", "x.csv"], ["not allowed with argument"]),
+], ids=["missing", "empty", "multi-frame", "csv-exists", "wrong-task", "json-and-csv"])
+def test_bad_requests_give_one_line(phantom_run, classify_run, tmp_path, monkeypatch, capsys, args, fragments):
+    run_dir, _ = phantom_run
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.png").write_bytes(b"")
+    write_dicom(tmp_path / "cine.dcm", np.zeros((2, 8, 8), np.uint16))
+    shutil.copy(sample_image_dir() / "00000075_000.png", tmp_path / "ok.png")
+    (tmp_path / "taken.csv").write_text("mine")
+    args = [str(classify_run[0]) if arg == "CLASSIFY" else arg for arg in args]
+    if "--run" not in args:
+        args += ["--run", str(run_dir)]
+    assert_one_line_error(call_cli(predict.main, *args, "--no-progress", capsys=capsys), *fragments)
+    assert (tmp_path / "taken.csv").read_text() == "mine"
+
+
+def test_no_regress_run_names_the_command_to_train_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(sample_image_dir() / "00000075_000.png", tmp_path / "ok.png")
+    assert_one_line_error(call_cli(predict.main, "ok.png", capsys=capsys), "cxr-age-train regress")
