@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from conftest import assert_one_line_error, call_cli
 
 from cxr_age.age_gap import FINDINGS, analyse_age_gap
-from cxr_age.cli import report
+from cxr_age.cli import report, saliency
 from cxr_age.data.ages import GROUP_LABELS
 
 SECTIONS = {"config", "data", "metrics", "figures", "saliency", "age-gap"}
@@ -15,7 +15,7 @@ LOADING_TAGS = {"script", "link", "iframe", "frame", "object", "embed", "audio",
 
 
 class Page(HTMLParser):
-    """The parts of a page the tests look at: sections, images, every attribute, and table cells."""
+    """The parts of a page the tests look at: sections, images, every attribute, table cells, captions."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -24,7 +24,8 @@ class Page(HTMLParser):
         self.images: list[str] = []
         self.attributes: list[str] = []
         self.cells: list[str] = []
-        self._in_cell = False
+        self.captions: list[str] = []
+        self._open = ""
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
@@ -34,14 +35,18 @@ class Page(HTMLParser):
             self.sections.append(attributes["id"])
         if tag == "img":
             self.images.append(attributes["src"])
-        self._in_cell = tag in ("td", "th")
+        self._open = tag
 
     def handle_endtag(self, tag):
-        self._in_cell = False
+        self._open = ""
 
     def handle_data(self, data):
-        if self._in_cell and data.strip():
+        if not data.strip():
+            return
+        if self._open in ("td", "th"):
             self.cells.append(data.strip())
+        elif self._open == "figcaption":
+            self.captions.append(data.strip())
 
 
 def parse(path) -> Page:
@@ -61,20 +66,24 @@ def assert_self_contained(page: Page) -> None:
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_regress_report_with_age_gap(phantom_run, tmp_path, capsys):
+def test_regress_report_with_saliency_and_age_gap(phantom_run, tmp_path, capsys):
     run_dir, _ = phantom_run
     analyse_age_gap(run_dir)
+    mapped = call_cli(saliency.main, "--run", str(run_dir), "--limit", "2", "--no-progress", capsys=capsys)
+    assert mapped.returncode == 0, mapped.stderr
     out = tmp_path / "phantom.html"
     result = call_cli(report.main, str(run_dir), "--out", str(out), capsys=capsys)
     assert result.returncode == 0, result.stderr
     page = parse(out)
     assert set(page.sections) == SECTIONS
     assert_self_contained(page)
-    assert len(page.images) >= 6  # curves, predicted vs true, error by group, three age-gap figures
+    assert len(page.images) >= 7  # curves, predicted vs true, error by group, saliency grid, three age-gap figures
     assert {*GROUP_LABELS, "images", "patients"} <= set(page.cells)
     assert {"mae", "rmse", "r2", "pearson_r"} <= set(page.cells)
     assert "0.003" in page.cells  # the paper's minimum validation loss beside ours
     assert set(FINDINGS) <= set(page.cells) and {"PA", "AP", "M", "F"} <= set(page.cells)
+    assert {"heart", "elsewhere", "area"} <= set(page.cells)  # the saliency region table
+    assert "average saliency map per age group" in page.captions
 
 
 def test_classify_report_has_roc_and_says_what_is_missing(classify_run, capsys):
