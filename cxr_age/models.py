@@ -4,6 +4,7 @@ Built as one flat functional model so that every convolution is reachable for sa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cxr_age.data.ages import N_GROUPS
@@ -29,19 +30,29 @@ def _notop_file(backbone: str) -> str:
     return f"{backbone}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
+def cached_imagenet_file(backbone: str) -> Path:
+    """Where Keras keeps downloaded weights (`$KERAS_HOME/models/`, default `~/.keras/models/`)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / _notop_file(backbone)
+
+
+def _local_imagenet(backbone: str) -> str:
+    """`imagenet` as the local copy of the weights file: nothing is downloaded at run time."""
+    cached = cached_imagenet_file(backbone)
+    if not cached.is_file():
+        from keras.src.applications.densenet import BASE_WEIGHTS_PATH
+
+        raise CxrAgeError(f"ImageNet weights for {backbone} are not on this machine and are never downloaded at run "
+                          f"time; fetch {BASE_WEIGHTS_PATH}{_notop_file(backbone)} and pass --weights PATH, or put it "
+                          f"at {cached}")
+    return str(cached)
+
+
 def _backbone(name: str, inputs: keras.KerasTensor, weights: str | None) -> keras.Model:
     if name not in BACKBONES:
         raise CxrAgeError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     try:
         return BACKBONES[name](include_top=False, weights=weights, input_tensor=inputs, pooling="avg")
-    except Exception as err:  # noqa: BLE001 - a failed download or a wrong file surfaces as many types
-        if weights == "imagenet":
-            from keras.src.applications.densenet import BASE_WEIGHTS_PATH
-
-            raise CxrAgeError(
-                f"cannot download ImageNet weights for {name} ({type(err).__name__}); fetch "
-                f"{BASE_WEIGHTS_PATH}{_notop_file(name)} and pass --weights PATH, or put it in ~/.keras/models/"
-            ) from None
+    except Exception as err:  # noqa: BLE001 - a wrong file surfaces as many types
         raise CxrAgeError(f"cannot load weights {weights} into {name}: {str(err).splitlines()[0]}") from None
 
 
@@ -52,7 +63,9 @@ def build_model(task: str, backbone: str, image_size: int, weights: str | None =
     `"imagenet"`, or a path to a local `.h5` file of the backbone without its top. `bn_momentum` sets every
     batch-normalisation layer's moving-average momentum (Keras's default 0.99 averages over ~100 steps, so
     runs of only a few hundred steps need less, or inference uses statistics still near their start)."""
-    if weights not in (None, "imagenet"):
+    if weights == "imagenet":
+        weights = _local_imagenet(backbone)
+    elif weights is not None:
         if not Path(weights).is_file():
             raise CxrAgeError(f"weights file not found: {weights} (expected e.g. {_notop_file(backbone)})")
     inputs = keras.Input((image_size, image_size, 1), name="image")

@@ -3,12 +3,14 @@ file written under a temporary name and renamed into place so no reader sees hal
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,24 @@ from cxr_age.config import load_experiment
 from cxr_age.errors import CxrAgeError
 
 RUNS_ROOT = Path("runs")
+# Created exclusively in an `--out` folder, so that of two commands started at once with the same `--out`
+# exactly one gets it; and the file a training run holds locked while it runs.
+CLAIM = ".cxr-age-run"
+LOCK = ".cxr-age-lock"
 
 
 def new_run_dir(out: str | None, kind: str, root: Path = RUNS_ROOT) -> Path:
     """`out` if it is new or empty, else an error; without `out`, a fresh `<root>/<kind>-<time>[-N]`."""
     if out:
         folder = Path(out)
+        taken = CxrAgeError(f"{folder} already exists and is not empty; choose another --out (nothing is overwritten)")
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise CxrAgeError(f"{folder} already exists and is not empty; choose another --out (nothing is overwritten)")
+            raise taken
         folder.mkdir(parents=True, exist_ok=True)
+        try:
+            (folder / CLAIM).open("x").close()
+        except FileExistsError:
+            raise taken from None
         return folder
     return _claim(f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}", root=root)[0]
 
@@ -63,6 +74,22 @@ def training_run_dir(out: str | None, stem: str, settings: str) -> tuple[Path, b
             return folder, True
         return new_run_dir(out, stem), False
     return _claim(f"{stem}-{hashlib.sha1(settings.encode()).hexdigest()[:8]}", settings)
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` while the block runs. The kernel releases it however the process
+    ends (SIGKILL included), so an interrupted run can be resumed, but never by two processes at once."""
+    with open(folder / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CxrAgeError(f"{folder} is in use by another running process; wait for it to end or choose "
+                              "another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def latest_run(task: str, root: Path = RUNS_ROOT) -> Path | None:

@@ -22,7 +22,7 @@ from cxr_age.evaluation import evaluate_run
 from cxr_age.losses import YearsMAE, r2_loss
 from cxr_age.models import build_model
 from cxr_age.quiet_tf import keras
-from cxr_age.run_dir import write_csv, write_text
+from cxr_age.run_dir import run_lock, write_atomic, write_csv, write_text
 
 
 def class_weights(groups: np.ndarray) -> dict[int, float]:
@@ -48,10 +48,34 @@ def compile_model(model: keras.Model, config: ExperimentConfig, run_eagerly: boo
                   run_eagerly=run_eagerly)
 
 
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Keep the model of the lowest validation loss in `path`, written under a temporary name and renamed, so
+    a run killed while saving never leaves half a model. On resume the best loss so far is read back from
+    `history`, so an epoch after the restart replaces the model only if it beats every epoch before it."""
+
+    def __init__(self, path: Path, history: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.history = history
+        self.best = float("inf")
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.path.is_file() and self.history.is_file() and self.history.stat().st_size:
+            losses = pd.read_csv(self.history)["val_loss"]
+            self.best = float(losses.min()) if len(losses) else float("inf")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        current = (logs or {}).get("val_loss")
+        if current is not None and current < self.best:
+            self.best = float(current)
+            write_atomic(self.path, lambda temporary: self.model.save(temporary))
+
+
 def _callbacks(run_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
     return [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True),
+        # Two generations of the backup: a run killed while writing one resumes from the other.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        BestModelCheckpoint(run_dir / "model.keras", run_dir / "history.csv"),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 3)),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -76,7 +100,13 @@ def prepare_data(config: ExperimentConfig, run_dir: Path) -> tuple[Selection, di
 
 def train(config: ExperimentConfig, run_dir: Path,
           extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
-    """Train as configured into `run_dir` (resuming from its backup if one is there) and evaluate."""
+    """Train as configured into `run_dir` (resuming from its backup if one is there) and evaluate, holding
+    the run's lock throughout so that no second process trains into the same folder."""
+    with run_lock(run_dir):
+        return _train(config, run_dir, extra_callbacks)
+
+
+def _train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[keras.callbacks.Callback]) -> dict:
     settings = config.train
     write_text(to_toml(config), run_dir / "config.toml")
     keras.utils.set_random_seed(config.data.seed)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
+import no_network
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,15 +21,42 @@ SHARED = ROOT.parent / "shared"
 NIH_2017 = SHARED / "nih-metadata" / "Data_Entry_2017.csv.gz"
 NIH_2020 = SHARED / "nih-metadata" / "Data_Entry_2017_v2020.csv.gz"
 FULL_SAMPLE = SHARED / "nih-sample"
+GUARD_DIR = Path(__file__).resolve().parent / "network_guard"
+NETWORK_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"cxr-age-network-{os.getpid()}.log"
 RGBA_IMAGES = ("00000100_000", "00002578_000", "00004934_000", "00005224_000", "00005813_000")
+
+
+def guarded_environment() -> dict[str, str]:
+    """The environment for a command the tests start: the network guard installed, TensorFlow's log level
+    left to the command."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(GUARD_DIR), env.get("PYTHONPATH")]))
+    env[no_network.LOG_VARIABLE] = str(NETWORK_LOG)
+    return env
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `python -m cxr_age ARGS` in a fresh process, as a user would, capturing its output."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run(
-        [sys.executable, "-m", "cxr_age", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "cxr_age", *args], capture_output=True, text=True, cwd=cwd,
+                          env=guarded_environment(), timeout=300)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def network_guard():
+    """The network guard, in this process and (through `guarded_environment`) in every command started."""
+    NETWORK_LOG.unlink(missing_ok=True)
+    no_network.install(str(NETWORK_LOG))
+    yield
+    NETWORK_LOG.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def no_network_access(network_guard):
+    """Fails the test if it, or a command it ran, tried to reach the network."""
+    yield
+    attempts = NETWORK_LOG.read_text() if NETWORK_LOG.exists() else ""
+    NETWORK_LOG.unlink(missing_ok=True)
+    assert not attempts, f"a command tried to reach the network:\n{attempts}"
 
 
 def call_cli(main, *args: str, capsys) -> subprocess.CompletedProcess:
@@ -77,16 +108,46 @@ def write_bar_images(folder: Path, n: int, seed: int = 0, size: int = 64) -> Pat
     return folder.parent / "labels.csv"
 
 
+class KilledAndResumed(NamedTuple):
+    """A run trained by the command line, killed with SIGKILL once its first epoch was logged, then
+    finished by running the same command again."""
+
+    run_dir: Path
+    csv: Path
+    result: subprocess.CompletedProcess
+    kill_status: int
+    epochs_when_killed: list[int]
+
+
+def kill_after_first_epoch(args: list[str], history: Path, limit: float = 280) -> tuple[int, list[int]]:
+    """Start `python -m cxr_age ARGS`, SIGKILL it as soon as `history` holds an epoch (the next one is then
+    under way), and return its exit status and the epochs logged by then."""
+    process = subprocess.Popen([sys.executable, "-m", "cxr_age", *args], env=guarded_environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + limit
+    try:
+        while not (history.is_file() and len(history.read_text().splitlines()) >= 2):
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no epoch logged in time"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        return process.wait(timeout=60), pd.read_csv(history)["epoch"].tolist()
+    finally:
+        process.kill()
+
+
 @pytest.fixture(scope="session")
-def classify_run(tmp_path_factory):
-    """One small classifier run made by the command line (DenseNet121, 64 px, 40 bar images, 1 epoch),
-    shared by the tests of the commands that read runs: (run directory, its CSV, the training process)."""
+def classify_run(tmp_path_factory) -> KilledAndResumed:
+    """One small classifier run made by the command line (DenseNet121, 64 px, 40 bar images, 2 epochs) the
+    hard way: killed after its first epoch and resumed by the same command. Shared by the resumption test and
+    the tests of the commands that read runs."""
     root = tmp_path_factory.mktemp("classify")
     csv = write_bar_images(root / "images", 40)
     run_dir = root / "run"
-    result = run_cli("train", "classify", "--csv", str(csv), "--backbone", "densenet121", "--image-size", "64",
-                     "--epochs", "1", "--batch-size", "8", "--out", str(run_dir))
-    return run_dir, csv, result
+    args = ["train", "classify", "--csv", str(csv), "--backbone", "densenet121", "--image-size", "64",
+            "--epochs", "2", "--batch-size", "8", "--out", str(run_dir)]
+    status, epochs = kill_after_first_epoch(args, run_dir / "history.csv")
+    return KilledAndResumed(run_dir, csv, run_cli(*args), status, epochs)
 
 
 @pytest.fixture(scope="session")

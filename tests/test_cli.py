@@ -126,7 +126,7 @@ def test_module_entry_point_lists_commands():
 
 
 def test_train_classify_then_evaluate(classify_run):
-    run_dir, csv, result = classify_run
+    run_dir, csv, result = classify_run.run_dir, classify_run.csv, classify_run.result
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[0].startswith(f"cxr-age-train classify: using dataset {csv}")
     assert "baseline = training majority group" in result.stdout

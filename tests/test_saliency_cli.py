@@ -15,7 +15,7 @@ from cxr_age.run_dir import latest_run
 
 @pytest.fixture(scope="module")
 def run_dir(classify_run):
-    folder, _, result = classify_run
+    folder, result = classify_run.run_dir, classify_run.result
     assert result.returncode == 0, result.stderr[-2000:]
     return folder
 

@@ -1,20 +1,26 @@
 """The trainer with real DenseNets at small sizes: builds, losses and metrics against scikit-learn,
-and resumption after an interruption (learnability: test_saliency_phantom.py)."""
+resumption after a real process is killed, and run folders that two processes never share (learnability:
+test_saliency_phantom.py)."""
+
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score
 
-from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
+from cxr_age.config import ExperimentConfig, TrainConfig
 from cxr_age.data.ages import GROUP_LABELS, group_index
 from cxr_age.errors import CxrAgeError
 from cxr_age.losses import YearsMAE, r2_loss
 from cxr_age.metrics import classification_metrics, patient_bootstrap, regression_metrics
 from cxr_age.models import build_model
 from cxr_age.quiet_tf import keras
-from cxr_age.training import class_weights, compile_model, train
-from conftest import write_bar_images
+from cxr_age.run_dir import new_run_dir, run_lock, write_atomic
+from cxr_age.training import BestModelCheckpoint, class_weights, compile_model
 
 
 @pytest.mark.parametrize("backbone, task", [("densenet121", "regress"), ("densenet169", "regress"),
@@ -112,42 +118,88 @@ def test_offline_imagenet_names_the_file_to_fetch():
         build_model("classify", "densenet121", 64, weights="imagenet")
 
 
-def _config(csv, epochs, **train):
-    return ExperimentConfig(
-        name="test",
-        data=DataConfig(csv=str(csv), image_dir=str(csv.parent / "images"), image_size=64),
-        train=TrainConfig(task="regress", backbone="densenet121", loss="mse", epochs=epochs, batch_size=16,
-                          learning_rate=1e-3, patience=50, bn_momentum=0.9, **train),
-    )
-
-
-class StopAfterEpoch(keras.callbacks.Callback):
-    """Interrupt training at the end of one epoch, as a killed process would."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
-def test_interrupted_run_resumes_to_the_same_epoch_count(tmp_path):
-    config = _config(write_bar_images(tmp_path / "images", 40), epochs=3)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    with pytest.raises(KeyboardInterrupt):
-        train(config, run_dir, extra_callbacks=[StopAfterEpoch(0)])
-    assert (run_dir / "backup").is_dir()
-    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0]
-    result = train(config, run_dir)
-    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1, 2]
+def test_a_killed_run_resumes_to_the_same_epoch_count(classify_run):
+    """The shared classifier run was SIGKILLed by conftest once its first epoch was logged, then the same
+    command was run again."""
+    run_dir = classify_run.run_dir
+    assert classify_run.kill_status == -signal.SIGKILL
+    assert classify_run.epochs_when_killed == [0]
+    result = classify_run.result
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming {run_dir}" in result.stdout
+    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1]
     assert not (run_dir / "backup").exists()
-    for name in ("model.keras", "metrics.json", "predictions_test.csv", "loss_curves.png",
-                 "predicted_vs_true_test.png", "error_by_group_test.png", "train.csv", "skipped.csv"):
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".model.keras")]  # no half-written model
+    for name in ("model.keras", "metrics.json", "predictions_val.csv", "predictions_test.csv", "loss_curves.png",
+                 "roc_test.png", "train.csv", "skipped.csv"):
         assert (run_dir / name).is_file(), name
-    assert set(result["splits"]) == {"val", "test"}
+
+
+def test_a_resumed_run_keeps_the_best_model_of_all_epochs(tmp_path):
+    history, model_file = tmp_path / "history.csv", tmp_path / "model.keras"
+    pd.DataFrame({"epoch": [0, 1], "loss": [0.2, 0.1], "val_loss": [0.05, 0.03]}).to_csv(history, index=False)
+    model_file.write_bytes(b"the best model so far")
+    checkpoint = BestModelCheckpoint(model_file, history)
+    checkpoint.set_model(build_model("regress", "densenet121", 32))
+    checkpoint.on_train_begin()
+    checkpoint.on_epoch_end(2, {"val_loss": 0.04})
+    assert model_file.read_bytes() == b"the best model so far"
+    checkpoint.on_epoch_end(3, {"val_loss": 0.02})
+    assert keras.saving.load_model(model_file).name == "densenet121_regress"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "model.keras"]
+
+
+def test_two_processes_never_train_into_one_folder(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_AND_WAIT, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CxrAgeError, match="in use by another running process"):
+            with run_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(tmp_path):  # released by the kernel when its holder was killed
+        pass
+
+
+LOCK_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from cxr_age.run_dir import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_same_out_folder_claimed_by_exactly_one(tmp_path):
+    out = tmp_path / "run"
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: _try_claim(out), range(8)))
+    assert outcomes.count("claimed") == 1 and outcomes.count("refused") == 7
+
+
+def test_a_write_that_fails_halfway_leaves_the_old_file_whole(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text('{"old": true}')
+
+    def half_then_crash(temporary):
+        temporary.write_text('{"new": tr')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, half_then_crash)
+    assert target.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def _try_claim(out):
+    try:
+        new_run_dir(str(out), "test")
+        return "claimed"
+    except CxrAgeError:
+        return "refused"
 
 
 def test_batch_norm_momentum_is_set_and_saved(tmp_path):

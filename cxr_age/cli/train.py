@@ -10,7 +10,7 @@ from cxr_age import paths
 from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import add_data_options, given_flags, positive_int
 from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig, load_experiment, override, to_toml
-from cxr_age.data.selection import describe_source
+from cxr_age.data.selection import describe_source, select
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import training_run_dir
 
@@ -36,7 +36,8 @@ def build_parser() -> Parser:
     group.add_argument("--loss", choices=("mse", "r2", "crossentropy"),
                        help="regress: mse (round 1) or r2 (round 2: 1 - R² over the batch)")
     group.add_argument("--weights", metavar="imagenet|PATH",
-                       help="pretrained backbone: imagenet (needs the network) or a local notop .h5 file")
+                       help="pretrained backbone: imagenet (Keras's cached file in ~/.keras/models/; never "
+                            "downloaded) or a local notop .h5 file")
     group.add_argument("--epochs", type=positive_int, metavar="N")
     group.add_argument("--batch-size", type=positive_int, metavar="N")
     group.add_argument("--learning-rate", type=float, metavar="X")
@@ -74,6 +75,7 @@ def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     config = resolve_config(args)
     source = describe_source(config.data)
+    select(config.data)  # a bad table stops here, before a run folder exists
     settings = to_toml(config)
     run_dir, resumed = training_run_dir(args.out, f"{args.task}-{config.name}", settings)
     demo = " (DEMONSTRATION: a smoke signal, not a result)" if config.train.demo else ""
