@@ -51,6 +51,9 @@ class TrainConfig:
     age_scale: float = 90.0
     bn_momentum: float = 0.99
     demo: bool = False
+    # GPU options. Unset: float32, and Keras's own XLA choice (on with a GPU, off on a CPU-only machine).
+    mixed_precision: bool | None = None
+    jit_compile: bool | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.image_check import missing_files
 from cxr_age.data.integrity import check_saved_splits, read_split
 from cxr_age.data.pipeline import make_dataset
+from cxr_age.data.store import matching_store
 from cxr_age.errors import CxrAgeError
 from cxr_age.losses import YearsMAE, r2_loss  # noqa: F401 - registers the custom objects for loading
 from cxr_age.metrics import classification_metrics, regression_metrics
@@ -74,7 +75,7 @@ def predict(model: keras.Model, frame: pd.DataFrame, config: ExperimentConfig) -
     """Per-image predictions: `predicted_age` (regression) or `p_<group>` probabilities (classification)."""
     task = config.train.task
     data = make_dataset(frame, task, config.data.image_size, config.train.batch_size,
-                        age_scale=config.train.age_scale)
+                        age_scale=config.train.age_scale, store=matching_store(frame["path"], config.data.image_size))
     outputs = model.predict(data.map(_image_only), verbose=0)
     result = frame[KEEP].copy()
     predicted = predicted_values(outputs, task, config.train.age_scale)

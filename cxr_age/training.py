@@ -12,11 +12,12 @@ import pandas as pd
 
 from cxr_age.config import ExperimentConfig, to_toml
 from cxr_age.data.ages import N_GROUPS
-from cxr_age.data.image_check import check_images
+from cxr_age.data.image_check import check_images, check_missing
 from cxr_age.data.integrity import check_same_split
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import Selection, select
 from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits
+from cxr_age.data.store import PreparedStore, matching_store
 from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import evaluate_run
 from cxr_age.losses import YearsMAE, r2_loss
@@ -45,7 +46,7 @@ def compile_model(model: keras.Model, config: ExperimentConfig, run_eagerly: boo
         loss = "categorical_crossentropy"
         metrics = ["categorical_accuracy", keras.metrics.AUC(multi_label=True, num_labels=N_GROUPS, name="auc")]
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss, metrics=metrics,
-                  run_eagerly=run_eagerly)
+                  run_eagerly=run_eagerly, jit_compile="auto" if settings.jit_compile is None else settings.jit_compile)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -82,11 +83,16 @@ def _callbacks(run_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
     ]
 
 
-def prepare_data(config: ExperimentConfig, run_dir: Path) -> tuple[Selection, dict[str, pd.DataFrame]]:
-    """Select, check every image, split by patient (the same split as before when resuming) and write the
-    split and skip lists into the run."""
+def prepare_data(config: ExperimentConfig,
+                 run_dir: Path) -> tuple[Selection, dict[str, pd.DataFrame], PreparedStore | None]:
+    """Select, check every image (from a matching prepared store's record when there is one), split by
+    patient (the same split as before when resuming) and write the split and skip lists into the run."""
     data = config.data
-    selection = check_images(select(data), bool(data.skip_missing), bool(data.skip_unreadable))
+    selection = check_missing(select(data), bool(data.skip_missing))
+    store = matching_store(selection.frame["path"], data.image_size)
+    if store is not None:
+        print(f"reading prepared images from {store.folder}")
+    selection = check_images(selection, bool(data.skip_missing), bool(data.skip_unreadable), store=store)
     write_csv(selection.skipped, run_dir / "skipped.csv")
     frame = assign_splits(selection.frame, data.seed, data.nih_lists)
     check_same_split(run_dir, frame)
@@ -95,7 +101,7 @@ def prepare_data(config: ExperimentConfig, run_dir: Path) -> tuple[Selection, di
         if part.empty:
             raise CxrAgeError(f"the {name} split is empty: {len(frame)} images are too few to split by patient")
         write_csv(part, run_dir / f"{name}.csv")
-    return selection, parts
+    return selection, parts, store
 
 
 def train(config: ExperimentConfig, run_dir: Path,
@@ -110,13 +116,13 @@ def _train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[ke
     settings = config.train
     write_text(to_toml(config), run_dir / "config.toml")
     keras.utils.set_random_seed(config.data.seed)
-    _, parts = prepare_data(config, run_dir)
-    common = dict(age_scale=settings.age_scale, seed=config.data.seed)
+    _, parts, store = prepare_data(config, run_dir)
+    common = dict(age_scale=settings.age_scale, seed=config.data.seed, store=store)
     train_data = make_dataset(parts["train"], settings.task, config.data.image_size, settings.batch_size,
                               shuffle=True, augment=config.data.augment, **common)
     val_data = make_dataset(parts["val"], settings.task, config.data.image_size, settings.batch_size, **common)
     model = build_model(settings.task, settings.backbone, config.data.image_size, settings.weights,
-                        settings.bn_momentum)
+                        settings.bn_momentum, bool(settings.mixed_precision))
     compile_model(model, config)
     weights = class_weights(parts["train"]["group"].to_numpy()) if settings.class_weights else None
     model.fit(

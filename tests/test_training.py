@@ -202,6 +202,42 @@ def _try_claim(out):
         return "refused"
 
 
+def _tiny_batch():
+    rng = np.random.default_rng(0)
+    return rng.random((4, 32, 32, 1)).astype("float32"), np.full((4, 1), 0.5, "float32")
+
+
+def test_mixed_precision_computes_in_float16_with_a_float32_output():
+    model = build_model("regress", "densenet121", 32, mixed_precision=True)
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert (conv.compute_dtype, conv.variable_dtype) == ("float16", "float32")
+    assert model.get_layer("age").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after building
+    config = ExperimentConfig(train=TrainConfig(task="regress", backbone="densenet121", loss="mse", mixed_precision=True))
+    compile_model(model, config, run_eagerly=True)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    loss = model.train_on_batch(*_tiny_batch())[0]
+    assert np.isfinite(loss)
+    assert model.predict(_tiny_batch()[0], verbose=0).dtype == np.float32
+
+
+@pytest.mark.parametrize("flag, expected", [(None, "auto"), (True, True), (False, False)])
+def test_jit_compile_flag_reaches_keras(flag, expected):
+    model = build_model("regress", "densenet121", 32)
+    compile_model(model, ExperimentConfig(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
+                                                            jit_compile=flag)))
+    assert model.jit_compile is (expected if expected != "auto" else False)  # auto: no XLA on a CPU-only machine
+
+
+@pytest.mark.xla
+def test_an_xla_training_step_runs_on_the_cpu():
+    """Compiles DenseNet121's training step with XLA (about 80 s on 2 cores): run with `pytest -m xla`."""
+    model = build_model("regress", "densenet121", 32)
+    compile_model(model, ExperimentConfig(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
+                                                            jit_compile=True)))
+    assert np.isfinite(model.train_on_batch(*_tiny_batch())[0])
+
+
 def test_batch_norm_momentum_is_set_and_saved(tmp_path):
     model = build_model("regress", "densenet121", 64, bn_momentum=0.9)
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]

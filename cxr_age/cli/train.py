@@ -46,6 +46,12 @@ def build_parser() -> Parser:
                        help="batch-normalisation moving-average momentum (default 0.99; 0.9 for short runs)")
     group.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
                        help="classify: weight age groups by inverse frequency")
+    group.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                       help="compute in float16 with float32 weights and a float32 output layer (mixed_float16; "
+                            "for GPUs with tensor cores; default off)")
+    group.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="compile the training step with XLA (default: Keras decides, on with a GPU and off on "
+                            "a CPU-only machine)")
     add_data_options(parser)
     return parser
 

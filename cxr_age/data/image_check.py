@@ -12,6 +12,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxr_age.data.selection import Selection
+from cxr_age.data.store import PreparedStore
 from cxr_age.errors import CxrAgeError
 
 
@@ -28,7 +29,7 @@ def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
     """Index -> decoder message for every file in `paths` that cannot be read and decoded."""
     from cxr_age.quiet_tf import tf
 
-    from cxr_age.data.pipeline import AUTOTUNE, decode_error_message, decode_gray
+    from cxr_age.data.pipeline import AUTOTUNE, decode_gray
 
     if not paths:
         return {}
@@ -44,28 +45,42 @@ def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
             readable.update(indices.numpy().tolist())
             bar.update(len(indices))
         bar.update(len(paths) - bar.n)
-    failures = {}
-    for index in sorted(set(range(len(paths))) - readable):
-        try:
-            decode_gray(tf.io.read_file(paths[index]))
-            failures[index] = "could not be decoded"
-        except (tf.errors.OpError, ValueError) as err:
-            failures[index] = decode_error_message(err)
-    return failures
+    return {index: failure_reason(paths[index]) for index in sorted(set(range(len(paths))) - readable)}
 
 
-def check_images(selection: Selection, skip_missing: bool, skip_unreadable: bool,
-                 progress: bool = True) -> Selection:
-    """Stop on missing or undecodable files, or, with the matching skip flag, drop them and record each in
-    `selection.skipped` (image, row, reason) and `selection.counts`."""
+def failure_reason(path: str) -> str:
+    """Why the training decoder cannot read `path` (decoded again on its own, for the message)."""
+    from cxr_age.quiet_tf import tf
+
+    from cxr_age.data.pipeline import decode_error_message, decode_gray
+
+    try:
+        decode_gray(tf.io.read_file(path))
+        return "could not be decoded"
+    except (tf.errors.OpError, ValueError) as err:
+        return decode_error_message(err)
+
+
+def check_missing(selection: Selection, skip_missing: bool) -> Selection:
+    """Stop on missing files, or with `skip_missing` drop them, counted and listed in `selection.skipped`."""
     frame = selection.frame
     missing = missing_files(frame)
     selection.counts["skipped_missing"] = _drop(
         selection, missing, pd.Series("file not found", index=frame.index), skip_missing, "--skip-missing",
         "are missing",
     )
+    return selection
+
+
+def check_images(selection: Selection, skip_missing: bool, skip_unreadable: bool,
+                 progress: bool = True, store: PreparedStore | None = None) -> Selection:
+    """Stop on missing or undecodable files, or, with the matching skip flag, drop them and record each in
+    `selection.skipped` (image, row, reason) and `selection.counts`. With a prepared store that holds the
+    selection, its record of undecodable images is used instead of decoding every file again."""
+    if "skipped_missing" not in selection.counts:
+        check_missing(selection, skip_missing)
     frame = selection.frame
-    failures = find_unreadable(frame["path"].tolist(), progress)
+    failures = store.failures(frame["path"]) if store else find_unreadable(frame["path"].tolist(), progress)
     unreadable = pd.Series(False, index=frame.index)
     unreadable.iloc[list(failures)] = True
     reasons = pd.Series([failures.get(i, "") for i in range(len(frame))], index=frame.index)

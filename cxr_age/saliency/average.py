@@ -13,6 +13,7 @@ from tqdm import tqdm
 from cxr_age.config import ExperimentConfig
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.pipeline import make_dataset
+from cxr_age.data.store import matching_store
 from cxr_age.evaluation import predicted_values
 from cxr_age.quiet_tf import keras
 from cxr_age.saliency.methods import SaliencyMaps
@@ -71,7 +72,8 @@ def average_group(maps: SaliencyMaps, model: keras.Model, frame: pd.DataFrame, c
     """Predict and map every image of `frame` (one age group) in batches, accumulating running means."""
     task = config.train.task
     result = GroupMaps(label)
-    data = make_dataset(frame, task, config.data.image_size, batch_size, age_scale=config.train.age_scale)
+    data = make_dataset(frame, task, config.data.image_size, batch_size, age_scale=config.train.age_scale,
+                        store=matching_store(frame["path"], config.data.image_size))
     start = 0
     with tqdm(total=len(frame), desc=f"{label} {maps.settings.method}", unit="image", disable=not progress,
               leave=False) as bar:

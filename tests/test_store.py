@@ -1,0 +1,129 @@
+"""The prepared-image store: the pipeline's own images in uint8 shards, found only while the files are
+unchanged, verified by hash, redone where damaged, and resumed after a real process is killed."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FULL_SAMPLE, guarded_environment, write_bar_images
+
+from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
+from cxr_age.data.pipeline import load_image, make_dataset
+from cxr_age.data.selection import select
+from cxr_age.data.store import PreparedStore, matching_store, prepare_store
+from cxr_age.errors import CxrAgeError
+from cxr_age.quiet_tf import tf
+from cxr_age.training import prepare_data
+
+SIZE = 32
+
+
+@pytest.fixture
+def bars(tmp_path):
+    """Twelve bar images (one of them broken) and their selection."""
+    csv = write_bar_images(tmp_path / "images", 12)
+    (tmp_path / "images" / "bar0005.png").write_bytes(b"not a png")
+    return select(DataConfig(csv=str(csv), image_dir=str(tmp_path / "images"), image_size=SIZE)).frame
+
+
+def test_store_holds_the_pipelines_images_and_its_failures(bars, tmp_path):
+    result = prepare_store(bars, SIZE, tmp_path / "store", shard_size=5, progress=False)
+    assert (result.written, result.reused) == (3, 0)
+    assert result.failed["path"].str.endswith("bar0005.png").tolist() == [True]
+    store = PreparedStore(tmp_path / "store")
+    stored = store.read(store.ids(bars["path"]))
+    for row, path in enumerate(bars["path"]):
+        if path.endswith("bar0005.png"):
+            assert stored[row].max() == 0
+            continue
+        expected = np.round(load_image(tf.constant(path), SIZE).numpy()[..., 0] * 255)
+        np.testing.assert_array_equal(stored[row], expected.astype(np.uint8))
+    assert store.failures(bars["path"]) == {5: store.index.loc[bars["path"][5], "reason"]}
+
+
+def test_batches_from_the_store_match_the_raw_files(bars, tmp_path):
+    good = bars.drop(index=5).reset_index(drop=True)
+    prepare_store(good, SIZE, tmp_path / "store", shard_size=4, progress=False)
+    store = PreparedStore(tmp_path / "store")
+    raw = np.concatenate([x.numpy() for x, _ in make_dataset(good, "regress", SIZE, 4)])
+    prepared = np.concatenate([x.numpy() for x, _ in make_dataset(good, "regress", SIZE, 4, store=store)])
+    assert prepared.shape == raw.shape == (11, SIZE, SIZE, 1)
+    assert np.abs(prepared - raw).max() <= 0.5 / 255 + 1e-6
+    shuffled = make_dataset(good, "regress", SIZE, 3, shuffle=True, store=store)
+    targets = np.sort(np.concatenate([y.numpy() for _, y in shuffled]))
+    np.testing.assert_allclose(targets, np.sort(good["age"].to_numpy() / 90), rtol=1e-6)
+
+
+def test_a_store_matches_only_unchanged_images_of_its_size(bars, tmp_path):
+    root = tmp_path / "prepared"
+    prepare_store(bars, SIZE, root / "one", progress=False)
+    assert matching_store(bars["path"], SIZE, root) is not None
+    assert matching_store(bars["path"], SIZE * 2, root) is None
+    assert matching_store(bars["path"].iloc[:4], SIZE, root) is not None
+    os.utime(bars["path"][0], ns=(0, 0))
+    assert matching_store(bars["path"], SIZE, root) is None
+
+
+def test_a_damaged_shard_is_redone_and_other_settings_refused(bars, tmp_path):
+    prepare_store(bars, SIZE, tmp_path / "store", shard_size=5, progress=False)
+    shard = tmp_path / "store" / "shard-00001.npy"
+    damaged = bytearray(shard.read_bytes())
+    damaged[-1] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    again = prepare_store(bars, SIZE, tmp_path / "store", shard_size=5, progress=False)
+    assert (again.written, again.reused) == (1, 2)
+    with pytest.raises(CxrAgeError, match="holds a store of other images or settings"):
+        prepare_store(bars, SIZE * 2, tmp_path / "store", progress=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(CxrAgeError, match="is not a prepared store"):
+        prepare_store(bars, SIZE, tmp_path / "mine", progress=False)
+
+
+def test_training_uses_a_matching_store_and_its_record_of_broken_files(bars, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    prepare_store(bars, SIZE, tmp_path / "prepared" / "bars", progress=False)
+    csv = tmp_path / "labels.csv"
+    config = ExperimentConfig(data=DataConfig(csv=str(csv), image_size=SIZE),
+                              train=TrainConfig(task="regress", backbone="densenet121"))
+    (tmp_path / "run").mkdir()
+    with pytest.raises(CxrAgeError, match="1 of 12 image files cannot be decoded .*bar0005.png"):
+        prepare_data(config, tmp_path / "run")
+    assert "reading prepared images from prepared/bars" in capsys.readouterr().out
+    config.data.skip_unreadable = True
+    _, parts, store = prepare_data(config, tmp_path / "run")
+    assert store is not None and store.folder.name == "bars"
+    assert sum(len(part) for part in parts.values()) == 11
+
+
+def test_an_interrupted_prepare_resumes(tmp_path):
+    """SIGKILL a real `cxr-age-data prepare` of the 477 full-size NIH PNGs after its first shard, then rerun."""
+    labels = pd.read_csv(FULL_SAMPLE / "labels.csv")[["image", "age", "patient_id"]]
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "cxr_age", "data", "prepare", "--csv", str(tmp_path / "labels.csv"),
+               "--image-dir", str(FULL_SAMPLE), "--image-size", "64", "--shard-size", "16", "--out", str(store)]
+    process = subprocess.Popen(command, env=guarded_environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (store / "shard-00000.json").is_file():
+        assert process.poll() is None and time.monotonic() < deadline, "prepare ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    finished = len(list(store.glob("shard-*.json")))
+    assert 1 <= finished < 30 and not (store / "index.csv").exists()
+    resumed = subprocess.run(command, env=guarded_environment(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{30 - finished} shards written, {finished} reused" in resumed.stdout
+    prepared = PreparedStore(store)
+    paths = pd.Series([str(FULL_SAMPLE / name) for name in labels["image"]])
+    assert prepared.covers(paths) and not prepared.failures(paths)
+    for row in (0, 200, 476):
+        expected = np.round(load_image(tf.constant(paths[row]), 64).numpy()[..., 0] * 255).astype(np.uint8)
+        np.testing.assert_array_equal(prepared.read(prepared.ids(paths.iloc[[row]]))[0], expected)
