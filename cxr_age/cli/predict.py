@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -14,6 +15,9 @@ from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import positive_int, run_or_latest
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import RUNS_ROOT
+
+if TYPE_CHECKING:
+    from cxr_age.prediction import TrainedModel
 
 PROG = "cxr-age-predict"
 
@@ -44,7 +48,7 @@ def build_parser() -> Parser:
     return parser
 
 
-def model_summary(trained) -> dict:
+def model_summary(trained: TrainedModel) -> dict:
     """What a reader needs to weigh the predictions: the run, whether it is a demonstration, and its test
     metrics beside the baseline (from the run's metrics.json)."""
     summary = {"run": str(trained.run), "backbone": trained.config.train.backbone,
@@ -101,7 +105,6 @@ def _main(argv: Sequence[str] | None) -> None:
     regress_run = run_or_latest(args.run, "regress")
     from cxr_age.prediction import gather_inputs, load_trained, predict_batches, predictions_frame
     from cxr_age.run_dir import write_csv
-    from cxr_age.saliency.overlay import StudyOverlays
 
     inputs = gather_inputs(args.paths)
     regressor = load_trained(regress_run, "regress")
@@ -110,6 +113,8 @@ def _main(argv: Sequence[str] | None) -> None:
                  "classifier": model_summary(classifier) if classifier else None}
     overlays = None
     if args.saliency:
+        from cxr_age.saliency.overlay import StudyOverlays
+
         folder = Path(args.overlay_dir) if args.overlay_dir else (csv.parent if csv else Path.cwd())
         overlays = StudyOverlays(regressor.model, folder, summaries["regressor"]["demo"])
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
