@@ -137,14 +137,14 @@ def check_command(config: DataConfig, out: str | None) -> None:
 
 def prepare_command(config: DataConfig, out: str | None, shard_size: int) -> None:
     from cxr_age.data.image_check import check_missing
-    from cxr_age.data.store import STORE_ROOT, fingerprints, prepare_store, selection_digest
+    from cxr_age.data.store import prepare_store
 
     selection = check_missing(select(config, default=SAMPLE), bool(config.skip_missing))
     print(f"{PROG} prepare: using {selection.source}")
     frame = selection.frame
-    digest = selection_digest(fingerprints(frame["path"]), config.image_size)
-    folder = Path(out) if out else STORE_ROOT / f"{Path(selection.csv).name.split('.')[0]}-{config.image_size}px-{digest[:8]}"
-    result = prepare_store(frame, config.image_size, folder, shard_size)
+    result = prepare_store(frame, config.image_size, Path(out) if out else None, shard_size,
+                           name=Path(selection.csv).name.split(".")[0])
+    folder = result.folder
     write_csv(pd.concat([selection.skipped, result.failed.rename(columns={"path": "image"})], ignore_index=True),
               folder / "skipped.csv")
     print(f"{len(frame):,} images at {config.image_size} px in {folder}: {result.written} shards written, "

@@ -90,14 +90,17 @@ class Prepared:
     failed: pd.DataFrame
 
 
-def prepare_store(frame: pd.DataFrame, image_size: int, folder: Path, shard_size: int = 1024,
-                  progress: bool = True) -> Prepared:
-    """Decode the `path` column of `frame` into a store in `folder` (resuming a store of the same selection
-    and size; locked against a second process), verify every shard against its recorded hash, then write the
-    index."""
+def prepare_store(frame: pd.DataFrame, image_size: int, folder: Path | None = None, shard_size: int = 1024,
+                  progress: bool = True, name: str = "store") -> Prepared:
+    """Decode the `path` column of `frame` into a store in `folder` (default:
+    `prepared/<name>-<size>px-<digest>/`, so the same selection finds its partial store again), resuming a
+    store of the same selection and size, locked against a second process; verify every shard written against
+    its recorded hash, then write the index."""
     files = fingerprints(frame["path"])
+    digest = selection_digest(files, image_size)
+    folder = folder or STORE_ROOT / f"{name}-{image_size}px-{digest[:8]}"
     manifest = {"format": FORMAT, "image_size": image_size, "shard_size": shard_size, "images": len(files),
-                "digest": selection_digest(files, image_size)}
+                "digest": digest}
     saved = folder / MANIFEST
     if saved.is_file() and json.loads(saved.read_text()) != manifest:
         raise CxrAgeError(f"{folder} holds a store of other images or settings; choose another --out")
@@ -111,7 +114,8 @@ def prepare_store(frame: pd.DataFrame, image_size: int, folder: Path, shard_size
 
 def _write_store(files: pd.DataFrame, image_size: int, folder: Path, shard_size: int, progress: bool) -> Prepared:
     shards = range(0, len(files), shard_size)
-    written = reused = 0
+    written: list[int] = []
+    reused = 0
     failures: dict[int, str] = {}
     with tqdm(total=len(files), desc="preparing", unit="img", disable=None if progress else True) as bar:
         for shard, start in enumerate(shards):
@@ -124,17 +128,17 @@ def _write_store(files: pd.DataFrame, image_size: int, folder: Path, shard_size:
                 images, failed = _decode_shard(paths, image_size)
                 write_atomic(array, lambda temporary: np.save(temporary, images))
                 write_json({"sha256": _sha256(array), "failed": failed}, sidecar)
-                written += 1
+                written.append(shard)
             failures.update({start + int(row): reason for row, reason in failed.items()})
             bar.update(len(paths))
-    for shard in range(len(shards)):
+    for shard in written:  # reused shards were checked against their hash when they were reused
         if not _shard_is_complete(folder, shard):
             raise CxrAgeError(f"{_shard_files(folder, shard)[0]} does not match its recorded hash after writing; "
                               "run prepare again to redo it")
     index = files.assign(shard=np.arange(len(files)) // shard_size, row=np.arange(len(files)) % shard_size,
                          reason=[failures.get(i, "") for i in range(len(files))])
     write_csv(index, folder / INDEX)
-    return Prepared(folder, written, reused, index.loc[index["reason"] != "", ["path", "reason"]])
+    return Prepared(folder, len(written), reused, index.loc[index["reason"] != "", ["path", "reason"]])
 
 
 class PreparedStore:
