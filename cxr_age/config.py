@@ -54,6 +54,8 @@ class TrainConfig:
     # GPU options. Unset: float32, and Keras's own XLA choice (on with a GPU, off on a CPU-only machine).
     mixed_precision: bool | None = None
     jit_compile: bool | None = None
+    # Devices: default | mirrored | multiworker (cxr_age.distribute); unset means default. batch_size is global.
+    strategy: str | None = None
 
 
 @dataclass

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
-from cxr_age.quiet_tf import keras
+from cxr_age.quiet_tf import keras, tf
 
 ops = keras.ops
 EPSILON = 1e-7
 
 
+def _sum_over_replicas(value):
+    """`value` summed over the replicas of the running `tf.distribute` strategy (itself on one device)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 @keras.saving.register_keras_serializable(package="cxr_age")
 def r2_loss(y_true, y_pred):
     """1 - R² of the batch: residual sum of squares over total sum of squares (Karargyris et al. 2019,
-    round 2, "the coefficient of determination as the loss")."""
+    round 2, "the coefficient of determination as the loss").
+
+    R² does not split into a mean over images, so under several replicas each one returns its own residual
+    sum over the total sum of squares of the whole global batch (labels only: no gradient passes the
+    all-reduce). Keras adds the replicas' gradients, which makes the step the gradient of the global batch's
+    1 - R², exactly as on one device."""
     y_true = ops.cast(ops.reshape(y_true, (-1,)), "float32")
     y_pred = ops.cast(ops.reshape(y_pred, (-1,)), "float32")
+    count = _sum_over_replicas(ops.cast(ops.shape(y_true)[0], "float32"))
+    mean = _sum_over_replicas(ops.sum(y_true)) / ops.maximum(count, 1.0)
+    total = _sum_over_replicas(ops.sum(ops.square(y_true - mean)))
     residual = ops.sum(ops.square(y_true - y_pred))
-    total = ops.sum(ops.square(y_true - ops.mean(y_true)))
     return residual / (total + EPSILON)
 
 

@@ -57,23 +57,26 @@ def _backbone(name: str, inputs: keras.KerasTensor, weights: str | None) -> kera
 
 
 def build_model(task: str, backbone: str, image_size: int, weights: str | None = None,
-                bn_momentum: float = 0.99, mixed_precision: bool = False) -> keras.Model:
+                bn_momentum: float = 0.99, mixed_precision: bool = False, synchronized_bn: bool = False) -> keras.Model:
     """DenseNet regressor (`Dense(1, sigmoid)`, named `age`) or classifier (`Dense(9, softmax)`, named
     `age_group`) on `[image_size, image_size, 1]` images in [0, 1]. `weights`: None (the paper: from scratch),
     `"imagenet"`, or a path to a local `.h5` file of the backbone without its top. `bn_momentum` sets every
     batch-normalisation layer's moving-average momentum (Keras's default 0.99 averages over ~100 steps, so
     runs of only a few hundred steps need less, or inference uses statistics still near their start).
     `mixed_precision` builds under the `mixed_float16` policy (Micikevicius et al. 2018): float16 computation,
-    float32 variables, and the output layer kept in float32 for a stable loss."""
+    float32 variables, and the output layer kept in float32 for a stable loss. `synchronized_bn` makes batch
+    normalisation reduce its batch statistics over all replicas of a `tf.distribute` strategy (the global
+    batch, as on one device) instead of over each replica's share."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
     try:
-        return _build_model(task, backbone, image_size, weights, bn_momentum)
+        return _build_model(task, backbone, image_size, weights, bn_momentum, synchronized_bn)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def _build_model(task: str, backbone: str, image_size: int, weights: str | None, bn_momentum: float) -> keras.Model:
+def _build_model(task: str, backbone: str, image_size: int, weights: str | None, bn_momentum: float,
+                 synchronized_bn: bool) -> keras.Model:
     """The network of `build_model` under the current dtype policy."""
     if weights == "imagenet":
         weights = _local_imagenet(backbone)
@@ -91,6 +94,7 @@ def _build_model(task: str, backbone: str, image_size: int, weights: str | None,
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
+            layer.synchronized = synchronized_bn
     pooled = base.output
     if task == "regress":
         outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="age")(pooled)

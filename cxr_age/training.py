@@ -18,11 +18,12 @@ from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import Selection, select
 from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits
 from cxr_age.data.store import PreparedStore, matching_store
+from cxr_age.distribute import is_chief, make_strategy
 from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import evaluate_run
 from cxr_age.losses import YearsMAE, r2_loss
 from cxr_age.models import build_model
-from cxr_age.quiet_tf import keras
+from cxr_age.quiet_tf import keras, tf
 from cxr_age.run_dir import run_lock, write_atomic, write_csv, write_text
 
 
@@ -104,15 +105,18 @@ def prepare_data(config: ExperimentConfig,
     return selection, parts, store
 
 
-def train(config: ExperimentConfig, run_dir: Path,
-          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
+def train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+          strategy: tf.distribute.Strategy | None = None) -> dict | None:
     """Train as configured into `run_dir` (resuming from its backup if one is there) and evaluate, holding
-    the run's lock throughout so that no second process trains into the same folder."""
+    the run's lock throughout so that no second process trains into the same folder. `strategy`: the one of
+    `config.train.strategy`, made by the caller at start-up (made here if not given). Returns the metrics,
+    or None on a non-chief worker of a multi-worker run (the chief evaluates)."""
     with run_lock(run_dir):
-        return _train(config, run_dir, extra_callbacks)
+        return _train(config, run_dir, extra_callbacks, strategy or make_strategy(config.train.strategy))
 
 
-def _train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[keras.callbacks.Callback]) -> dict:
+def _train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[keras.callbacks.Callback],
+           strategy: tf.distribute.Strategy) -> dict | None:
     settings = config.train
     write_text(to_toml(config), run_dir / "config.toml")
     keras.utils.set_random_seed(config.data.seed)
@@ -121,9 +125,11 @@ def _train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[ke
     train_data = make_dataset(parts["train"], settings.task, config.data.image_size, settings.batch_size,
                               shuffle=True, augment=config.data.augment, **common)
     val_data = make_dataset(parts["val"], settings.task, config.data.image_size, settings.batch_size, **common)
-    model = build_model(settings.task, settings.backbone, config.data.image_size, settings.weights,
-                        settings.bn_momentum, bool(settings.mixed_precision))
-    compile_model(model, config)
+    with strategy.scope():
+        model = build_model(settings.task, settings.backbone, config.data.image_size, settings.weights,
+                            settings.bn_momentum, bool(settings.mixed_precision),
+                            synchronized_bn=strategy.num_replicas_in_sync > 1)
+        compile_model(model, config)
     weights = class_weights(parts["train"]["group"].to_numpy()) if settings.class_weights else None
     model.fit(
         train_data,
@@ -134,4 +140,4 @@ def _train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[ke
         callbacks=_callbacks(run_dir, settings.patience) + list(extra_callbacks),
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    return evaluate_run(run_dir)
+    return evaluate_run(run_dir) if is_chief(settings.strategy) else None

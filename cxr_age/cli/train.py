@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from cxr_age import paths
 from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import add_data_options, given_flags, positive_int
 from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig, load_experiment, override, to_toml
 from cxr_age.data.selection import describe_source, select
+from cxr_age.distribute import STRATEGIES, describe, is_chief, make_strategy, run_folder_suffix
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import training_run_dir
 
@@ -52,6 +54,10 @@ def build_parser() -> Parser:
     group.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                        help="compile the training step with XLA (default: Keras decides, on with a GPU and off on "
                             "a CPU-only machine)")
+    group.add_argument("--strategy", choices=STRATEGIES,
+                       help="devices (tf.distribute): default (one device), mirrored (every GPU of this machine) or "
+                            "multiworker (the machines in TF_CONFIG; run the same command on each). --batch-size is "
+                            "the global batch, split evenly among the replicas")
     add_data_options(parser)
     return parser
 
@@ -82,16 +88,27 @@ def _main(argv: Sequence[str] | None) -> None:
     config = resolve_config(args)
     source = describe_source(config.data)
     select(config.data)  # a bad table stops here, before a run folder exists
+    strategy_name = config.train.strategy
+    suffix = run_folder_suffix(strategy_name)
+    # Before any other TensorFlow work: a multi-worker strategy sets up its collectives at start-up.
+    strategy = make_strategy(strategy_name)
+    placement = describe(strategy, strategy_name, config.train.batch_size)
     settings = to_toml(config)
-    run_dir, resumed = training_run_dir(args.out, f"{args.task}-{config.name}", settings)
+    out = f"{Path(args.out)}{suffix}" if args.out else None
+    run_dir, resumed = training_run_dir(out, f"{args.task}-{config.name}{suffix}", settings)
     demo = " (DEMONSTRATION: a smoke signal, not a result)" if config.train.demo else ""
     print(f"{PROG} {args.task}: using {source}{demo}")
     print(f"{'resuming' if resumed else 'run'} {run_dir}: {config.train.backbone}, loss {config.train.loss}, "
           f"{config.data.image_size} px, {config.train.epochs} epochs, batch {config.train.batch_size}")
+    print(placement)
     from cxr_age.evaluation import summary_lines
     from cxr_age.training import train
 
-    result = train(config, run_dir)
+    result = train(config, run_dir, strategy=strategy)
+    if not is_chief(strategy_name):
+        print(f"wrote {run_dir}: this worker's share of the training is done; the chief writes the model, metrics "
+              "and figures into its own run folder")
+        return
     for line in summary_lines(result):
         print(line)
     print(f"wrote {run_dir}: model.keras, history.csv, metrics.json, predictions_*.csv, figures (*.png)")

@@ -120,4 +120,8 @@ def make_dataset(
     if augment:
         jitter = augmenter(seed)
         data = data.map(lambda x, target: (jitter(x, training=True), target), num_parallel_calls=AUTOTUNE)
-    return data.prefetch(AUTOTUNE)
+    # Under a multi-worker strategy every worker makes the same global batches (same seed) and keeps its
+    # share of each: the batches of one device, whatever the number of workers.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return data.with_options(options).prefetch(AUTOTUNE)
