@@ -127,8 +127,9 @@ def replica_batch(replicas: int, batch_size: int) -> int:
     """The batch each of `replicas` computes: the global batch divided evenly, or a one-line error."""
     if batch_size % replicas:
         below, above = batch_size - batch_size % replicas, batch_size + replicas - batch_size % replicas
+        sizes = f"{below} or {above}" if below else str(above)
         raise CxrAgeError(f"a global batch of {batch_size} does not divide among {replicas} replicas; choose "
-                          f"--batch-size {below or above} or {above}")
+                          f"--batch-size {sizes}")
     return batch_size // replicas
 
 

@@ -83,6 +83,8 @@ def test_the_global_batch_must_divide_among_the_replicas():
     assert replica_batch(4, 64) == 16
     with pytest.raises(CxrAgeError, match="16 does not divide among 3 replicas; choose --batch-size 15 or 18"):
         replica_batch(3, 16)
+    with pytest.raises(CxrAgeError, match="2 does not divide among 4 replicas; choose --batch-size 4$"):
+        replica_batch(4, 2)
 
 
 def test_multiworker_without_tf_config_is_one_line_and_makes_no_folder(tmp_path, monkeypatch, capsys):
