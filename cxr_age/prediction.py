@@ -114,8 +114,7 @@ def _read_all(files: Sequence[Path], size: int) -> tuple[list[Path], list[np.nda
     return kept, images, skipped
 
 
-def _classifier_columns(classifier: TrainedModel, files: Sequence[Path]) -> list[dict]:
-    images = np.stack([read_image(path, classifier.image_size) for path in files])
+def _classifier_columns(classifier: TrainedModel, images: np.ndarray) -> list[dict]:
     probabilities = classifier.outputs(images)
     groups = predicted_values(probabilities, "classify", classifier.config.train.age_scale)
     return [{"predicted_group": group, **{f"p_{label}": float(p) for label, p in zip(GROUP_LABELS, row)}}
@@ -131,15 +130,19 @@ def predict_batches(files: Sequence[Path], regressor: TrainedModel, classifier: 
             chunk = files[start:start + batch_size]
             kept, images, skipped = _read_all(chunk, regressor.image_size)
             rows: list[dict] = []
+            batch = np.stack(images) if images else np.zeros((0,))
             if kept:
-                batch = np.stack(images)
                 ages = predicted_values(regressor.outputs(batch), "regress", regressor.config.train.age_scale)
                 rows = [{"file": str(path), "predicted_age": float(age)} for path, age in zip(kept, ages)]
                 if classifier is not None:
-                    for row, extra in zip(rows, _classifier_columns(classifier, kept)):
+                    # The files are decoded again only when the classifier was trained at another size.
+                    same_size = classifier.image_size == regressor.image_size
+                    inputs = batch if same_size else np.stack([read_image(path, classifier.image_size)
+                                                               for path in kept])
+                    for row, extra in zip(rows, _classifier_columns(classifier, inputs)):
                         row.update(extra)
             bar.update(len(chunk))
-            yield Batch(rows, np.stack(images) if images else np.zeros((0,)), skipped)
+            yield Batch(rows, batch, skipped)
 
 
 def predictions_frame(rows: list[dict]) -> pd.DataFrame:

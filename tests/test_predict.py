@@ -13,8 +13,11 @@ from conftest import assert_one_line_error, call_cli
 from dicoms import PATIENT_ID, PATIENT_NAME, write_dicom
 
 from cxr_age.cli import predict
+from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
 from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.models import build_model
 from cxr_age.paths import sample_image_dir
+from cxr_age.prediction import TrainedModel, load_trained, predict_batches, read_image
 
 
 def test_an_age_for_a_real_sample_png(phantom_run, capsys):
@@ -49,6 +52,19 @@ def test_same_ages_as_the_runs_evaluation_with_group_probabilities(phantom_run, 
     assert output["skipped"] == [{"file": str(folder / "README.txt"), "reason": output["skipped"][0]["reason"]}]
     assert output["regressor"]["test_mae"]["baseline"] > output["regressor"]["test_mae"]["value"]
     assert "1 non-image files ignored" in result.stderr
+
+
+def test_a_classifier_of_another_size_reads_the_files_at_its_own_size(phantom_run):
+    run_dir, _ = phantom_run
+    regressor = load_trained(run_dir, "regress")
+    config = ExperimentConfig(data=DataConfig(image_size=32), train=TrainConfig(task="classify"))
+    classifier = TrainedModel(run_dir, config, build_model("classify", "densenet121", 32))
+    files = sorted((run_dir.parent / "images").glob("*.png"))[:3]
+    (batch,) = predict_batches(files, regressor, classifier, batch_size=8, progress=False)
+    assert batch.images.shape == (3, regressor.image_size, regressor.image_size, 1)
+    expected = classifier.outputs(np.stack([read_image(path, 32) for path in files]))
+    for row, probabilities in zip(batch.rows, expected):
+        assert [row[f"p_{label}"] for label in GROUP_LABELS] == pytest.approx(probabilities.tolist(), abs=1e-6)
 
 
 @pytest.fixture
