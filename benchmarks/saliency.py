@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from sample import sample_arrays
+
 MEMORY_CHECK = """
 import resource, sys
 import numpy as np
@@ -37,15 +39,6 @@ for images, _ in make_dataset(frame, "classify", size, batch):
     mean.add(maps(images, np.zeros(len(images), dtype=int)))
 print(mean.count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
-
-
-def images_for(size: int, count: int) -> np.ndarray:
-    from cxr_age.config import DataConfig
-    from cxr_age.data.pipeline import make_dataset
-    from cxr_age.data.selection import select
-
-    frame = select(DataConfig(image_size=size)).frame.iloc[:count]
-    return np.concatenate([x.numpy() for x, _ in make_dataset(frame, "classify", size, count)])
 
 
 def rate(maps, images: np.ndarray, batch: int) -> float:
@@ -72,7 +65,7 @@ def main() -> None:
     from cxr_age.models import build_model
     from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 
-    images = images_for(args.image_size, args.images)
+    images, _ = sample_arrays(args.image_size, args.images)
     maps = SaliencyMaps(build_model("classify", args.backbone, args.image_size), "classify", MapSettings("saliency"))
     rate(maps, images[:args.batch], args.batch)
     rate(maps, images[:2], 1)

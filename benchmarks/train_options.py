@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
-from cxr_age.data.pipeline import make_dataset
-from cxr_age.data.selection import select
+from sample import sample_arrays
+
+from cxr_age.config import ExperimentConfig, TrainConfig
 from cxr_age.distribute import make_strategy
 from cxr_age.models import build_model
 from cxr_age.quiet_tf import tf
@@ -58,13 +58,6 @@ class Option:
         return steps * self.batch / (time.perf_counter() - start)
 
 
-def sample_images(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The embedded sample through the training pipeline: images `[n, size, size, 1]` and age / 90."""
-    frame = select(DataConfig(image_size=size)).frame
-    batches = list(make_dataset(frame, "regress", size, 64))
-    return np.concatenate([x.numpy() for x, _ in batches]), np.concatenate([y.numpy() for _, y in batches])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="densenet169", choices=("densenet121", "densenet169", "densenet201"))
@@ -75,7 +68,7 @@ def main() -> None:
     parser.add_argument("--options", nargs="+", choices=tuple(OPTIONS), default=list(OPTIONS))
     args = parser.parse_args()
     names = ["baseline"] + [name for name in args.options if name != "baseline"]
-    images, targets = sample_images(args.image_size)
+    images, targets = sample_arrays(args.image_size)
     options = {name: Option(name, args, images, targets) for name in names}
     for option in options.values():
         option.images_per_second(2)

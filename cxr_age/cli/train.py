@@ -12,7 +12,7 @@ from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import add_data_options, given_flags, positive_int
 from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig, load_experiment, override, to_toml
 from cxr_age.data.selection import describe_source, select
-from cxr_age.distribute import STRATEGIES, describe, is_chief, make_strategy, run_folder_suffix
+from cxr_age.distribute import STRATEGIES, describe, make_strategy, run_folder_suffix
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import training_run_dir
 
@@ -105,7 +105,7 @@ def _main(argv: Sequence[str] | None) -> None:
     from cxr_age.training import train
 
     result = train(config, run_dir, strategy=strategy)
-    if not is_chief(strategy_name):
+    if result is None:
         print(f"wrote {run_dir}: this worker's share of the training is done; the chief writes the model, metrics "
               "and figures into its own run folder")
         return
