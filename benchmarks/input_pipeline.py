@@ -6,7 +6,8 @@ several times, to at least --reads reads), images per second to --image-size px:
   (c) our raw tf.data path (cxr_age.data.pipeline.make_dataset on the PNG files);
   (d) our prepared store (make_dataset reading `cxr-age-data prepare` shards).
 
-Each figure is the median of --repeats timed passes, each in a fresh process (after a warm-up there). Targets (issue 5): (c) >= 0.9 x (b) and
+Each figure is the median of --repeats timed passes, each in a fresh process (after a warm-up there).
+Targets (issue 5): (c) >= 0.9 x (b) and
 (d) >= 20 x (a). Peak resident memory of (d) is measured in a fresh process reading a store of the sample
 and one four times as large (symbolic links to the same files), which must be about equal.
 

@@ -18,7 +18,6 @@ import sys
 import time
 
 import numpy as np
-
 from sample import sample_arrays
 
 MEMORY_CHECK = """

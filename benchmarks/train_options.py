@@ -19,7 +19,6 @@ import statistics
 import time
 
 import numpy as np
-
 from sample import sample_arrays
 
 from cxr_age.config import ExperimentConfig, TrainConfig

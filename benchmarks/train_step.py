@@ -72,7 +72,8 @@ def main() -> None:
             print(f"{name:<34} {value:8.1f} images/s  (passes: {', '.join(f'{v:.1f}' for v in passes[name])})")
         memory, pipeline = figures.values()
         cost = 1 - pipeline / memory
-        print(f"pipeline cost: {100 * cost:+.1f}% of the in-memory rate (target <= 5%: {'met' if cost <= 0.05 else 'NOT met'})")
+        verdict = "met" if cost <= 0.05 else "NOT met"
+        print(f"pipeline cost: {100 * cost:+.1f}% of the in-memory rate (target <= 5%: {verdict})")
 
 
 if __name__ == "__main__":

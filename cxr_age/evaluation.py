@@ -56,7 +56,8 @@ def split_frame(run_dir: Path, split: str) -> pd.DataFrame:
     frame = read_split(run_dir, split)
     missing = missing_files(frame)
     if missing.any():
-        raise CxrAgeError(f"{int(missing.sum())} images of {path} are missing (first: {frame['path'][missing].iloc[0]})")
+        first = frame["path"][missing].iloc[0]
+        raise CxrAgeError(f"{int(missing.sum())} images of {path} are missing (first: {first})")
     return frame
 
 
@@ -134,7 +135,8 @@ def summary_lines(result: dict) -> list[str]:
         lines.append("DEMONSTRATION on the embedded sample (few images, low resolution): a smoke signal, not a result")
     for split, metrics in result["splits"].items():
         base = metrics["baseline"]
-        lines.append(f"{split}: {metrics['images']} images of {metrics['patients']} patients; baseline = {base['predicts']}")
+        lines.append(f"{split}: {metrics['images']} images of {metrics['patients']} patients; "
+                     f"baseline = {base['predicts']}")
         for name, value in metrics["model"].items():
             low, high = value["ci95"]
             unit = " years" if name in ("mae", "rmse") else ""

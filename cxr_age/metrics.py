@@ -99,7 +99,8 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
     model = {
         "macro_auc": _with_interval(patients, lambda i: _macro_auc(onehot[i], probabilities[i]), seed, draws),
         "accuracy": _with_interval(patients, lambda i: accuracy_score(truth[i], predicted[i]), seed, draws),
-        "off_by_one_accuracy": _with_interval(patients, lambda i: float(np.mean(np.abs(truth[i] - predicted[i]) <= 1)), seed, draws),
+        "off_by_one_accuracy": _with_interval(
+            patients, lambda i: float(np.mean(np.abs(truth[i] - predicted[i]) <= 1)), seed, draws),
     }
     baseline = {
         "predicts": f"training majority group, {GROUP_LABELS[train_majority]}",

@@ -30,5 +30,7 @@ def _import_tensorflow():
     return tensorflow
 
 
+__all__ = ["keras", "tf"]
+
 tf = _import_tensorflow()
 import keras  # noqa: E402 - after TensorFlow, whose import is the noisy one

@@ -26,7 +26,8 @@ BAD_TABLES = {
     "400-year-age": (b"image,age\na.png,400\n", ["no images left after filters"]),
     "patient-id-missing": (b"image,age,patient_id\na.png,40,\n", ["no patient id", "row 2 ('a.png')"]),
     "non-utf8": (b"image,age\na\xff.png,40\n", ["not UTF-8", "offset"]),
-    "escapes-folder": (b"image,age\n../../etc/passwd,40\n", ["row 2", "'../../etc/passwd'", "outside the image folder"]),
+    "escapes-folder": (b"image,age\n../../etc/passwd,40\n",
+                       ["row 2", "'../../etc/passwd'", "outside the image folder"]),
     "absolute-path": (b"image,age\n/etc/passwd,40\n", ["row 2", "'/etc/passwd'", "outside the image folder"]),
 }
 TABLE_COMMANDS = {
@@ -137,7 +138,8 @@ def test_runs_that_do_not_exist_or_hold_no_model(tmp_path, capsys, command):
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), np.zeros((8, 8), np.uint8))
     (tmp_path / "empty").mkdir()
-    for run, fragment in ((tmp_path / "nowhere", "run directory not found"), (tmp_path / "empty", "holds no model.keras")):
+    cases = ((tmp_path / "nowhere", "run directory not found"), (tmp_path / "empty", "holds no model.keras"))
+    for run, fragment in cases:
         argv = [str(image) if arg == "IMAGE" else arg for arg in args(str(run))]
         assert_one_line_error(call_cli(main, *argv, capsys=capsys), fragment, str(run))
 

@@ -5,10 +5,10 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import NIH_2017, assert_one_line_error, run_cli
+from conftest import NIH_2017, NIH_2017_ROWS, assert_one_line_error, run_cli
+from test_metadata import PAPER_GROUP_COUNTS
 
 from cxr_age.paths import sample_image_dir
-from test_metadata import PAPER_GROUP_COUNTS
 
 
 def test_stats_reproduces_the_nih_figures(tmp_path):
@@ -29,7 +29,16 @@ def test_stats_reproduces_the_nih_figures(tmp_path):
     assert summary["counts"]["removed_over_max_age"] == 32
 
 
-def test_stats_on_the_2017_table_pa_only(tmp_path):
+def test_stats_on_2017_rows_pa_only(tmp_path):
+    result = run_cli("data", "stats", "--csv", str(NIH_2017_ROWS), "--view", "PA", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "read 339 images of 303 patients" in result.stdout
+    assert "removed 51 images with age over 90" in result.stdout
+    assert "removed 108 images of views other than PA" in result.stdout
+
+
+@pytest.mark.shared
+def test_stats_on_the_whole_2017_table_pa_only(tmp_path):
     result = run_cli("data", "stats", "--csv", str(NIH_2017), "--view", "PA", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert "read 112,120 images of 30,805 patients" in result.stdout

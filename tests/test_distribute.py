@@ -103,7 +103,8 @@ from cxr_age.quiet_tf import keras, tf
 from cxr_age.losses import r2_loss
 results = {}
 # One strategy object per process: a second MirroredStrategy would number its collectives afresh.
-for strategy_name, strategy in (("default", tf.distribute.get_strategy()), ("mirrored", tf.distribute.MirroredStrategy())):
+STRATEGIES = (("default", tf.distribute.get_strategy()), ("mirrored", tf.distribute.MirroredStrategy()))
+for strategy_name, strategy in STRATEGIES:
     for loss_name, loss in (("mse", "mean_squared_error"), ("r2", r2_loss)):
         keras.utils.set_random_seed(0)
         x = tf.random.stateless_normal((24, 8, 8, 1), seed=(1, 2))
@@ -184,7 +185,7 @@ def test_two_workers_on_localhost_follow_one_device(bars, one_device):
     finally:
         for worker in workers:
             worker.kill()
-    for worker, (stdout, stderr) in zip(workers, outputs):
+    for worker, (_, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-3000:]
     assert "2 replicas (CPU:0 here, worker 0 of 2 machines), global batch 32 = 16 per replica" in outputs[0][0]
     assert "the chief writes the model, metrics and figures" in outputs[1][0]

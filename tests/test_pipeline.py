@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FULL_SAMPLE, RGBA_IMAGES
+from conftest import FULL_SIZE, RGBA_IMAGES
 from PIL import Image
 
 from cxr_age.config import DataConfig
@@ -18,19 +18,19 @@ def _decode(path):
 
 @pytest.mark.parametrize("name", RGBA_IMAGES)
 def test_real_rgba_nih_images_decode_to_their_gray_values(name):
-    raw = cv2.imread(str(FULL_SAMPLE / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+    raw = cv2.imread(str(FULL_SIZE / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     assert raw.shape == (1024, 1024, 4)
-    decoded = _decode(FULL_SAMPLE / f"{name}.png")
+    decoded = _decode(FULL_SIZE / f"{name}.png")
     assert decoded.shape == (1024, 1024, 1) and decoded.dtype == np.float32
     np.testing.assert_allclose(decoded[..., 0], raw[..., 0] / 255.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["00000075_000", "00000211_000"] + list(RGBA_IMAGES[:1]))
 def test_real_nih_images_load_resized_in_unit_range(name):
-    image = load_image(tf.constant(str(FULL_SAMPLE / f"{name}.png")), 64).numpy()
+    image = load_image(tf.constant(str(FULL_SIZE / f"{name}.png")), 64).numpy()
     assert image.shape == (64, 64, 1)
     assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.05
-    reference = cv2.resize(cv2.imread(str(FULL_SAMPLE / f"{name}.png"), cv2.IMREAD_GRAYSCALE), (64, 64),
+    reference = cv2.resize(cv2.imread(str(FULL_SIZE / f"{name}.png"), cv2.IMREAD_GRAYSCALE), (64, 64),
                            interpolation=cv2.INTER_AREA) / 255.0
     assert np.abs(image[..., 0] - reference).mean() < 0.01
 

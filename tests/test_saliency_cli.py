@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error, call_cli, run_cli
 
-from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.cli.saliency import main
+from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.run_dir import latest_run
 
 

@@ -12,7 +12,7 @@ from cxr_age.saliency import METHODS
 from cxr_age.saliency.average import RunningMean
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps, expand_cam
 from cxr_age.saliency.regions import ELSEWHERE, Region, load_regions, mass_shares, region_masks, top_shares
-from cxr_age.saliency.sanity import rank_correlations, randomisation_stages
+from cxr_age.saliency.sanity import randomisation_stages, rank_correlations
 
 REQUIRED_REGIONS = {"aortic arch and upper mediastinum", "heart", "left lung", "right lung",
                     "clavicles and shoulders", "spine"}

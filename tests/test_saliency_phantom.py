@@ -2,7 +2,6 @@
 must learn the age, its average maps must point at the patch, and its maps must change when its weights are
 randomised (Adebayo et al. 2018). Scores: relevance rank accuracy and mass accuracy (Arras et al. 2022)."""
 
-import numpy as np
 import pandas as pd
 import pytest
 from phantoms import SIZE, region_mask

@@ -2,6 +2,7 @@
 unchanged, verified by hash, redone where damaged, and resumed after a real process is killed."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FULL_SAMPLE, guarded_environment, write_bar_images
+from conftest import FULL_SIZE, guarded_environment, write_bar_images
 
 from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
 from cxr_age.data.pipeline import load_image, make_dataset
@@ -102,12 +103,19 @@ def test_training_uses_a_matching_store_and_its_record_of_broken_files(bars, tmp
 
 
 def test_an_interrupted_prepare_resumes(tmp_path):
-    """SIGKILL a real `cxr-age-data prepare` of the 477 full-size NIH PNGs after its first shard, then rerun."""
-    labels = pd.read_csv(FULL_SAMPLE / "labels.csv")[["image", "age", "patient_id"]]
+    """SIGKILL a real `cxr-age-data prepare` of 480 full-size NIH PNGs (copies of the seven fixtures) after its
+    first shard, then rerun."""
+    originals = sorted(FULL_SIZE.glob("*.png"))
+    labels = pd.DataFrame({"image": [f"{i:08d}_000.png" for i in range(480)],
+                           "age": np.linspace(2, 88, 480).round(1), "patient_id": [str(i) for i in range(480)]})
+    (tmp_path / "images").mkdir()
+    for i, name in enumerate(labels["image"]):
+        shutil.copyfile(originals[i % len(originals)], tmp_path / "images" / name)
     labels.to_csv(tmp_path / "labels.csv", index=False)
     store = tmp_path / "store"
     command = [sys.executable, "-m", "cxr_age", "data", "prepare", "--csv", str(tmp_path / "labels.csv"),
-               "--image-dir", str(FULL_SAMPLE), "--image-size", "64", "--shard-size", "16", "--out", str(store)]
+               "--image-dir", str(tmp_path / "images"), "--image-size", "64", "--shard-size", "16",
+               "--out", str(store)]
     process = subprocess.Popen(command, env=guarded_environment(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -122,7 +130,7 @@ def test_an_interrupted_prepare_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{30 - finished} shards written, {finished} reused" in resumed.stdout
     prepared = PreparedStore(store)
-    paths = pd.Series([str(FULL_SAMPLE / name) for name in labels["image"]])
+    paths = pd.Series([str(tmp_path / "images" / name) for name in labels["image"]])
     assert prepared.covers(paths) and not prepared.failures(paths)
     for row in (0, 200, 476):
         expected = np.round(load_image(tf.constant(paths[row]), 64).numpy()[..., 0] * 255).astype(np.uint8)

@@ -89,7 +89,8 @@ def test_classification_metrics_agree_with_sklearn():
         frame[f"p_{label}"] = probabilities[:, g]
     result = classification_metrics(frame, train_majority=5, draws=100)
     for g, label in enumerate(GROUP_LABELS):
-        assert result["per_group"][label]["auc"] == pytest.approx(roc_auc_score(frame["group"] == g, probabilities[:, g]))
+        expected = roc_auc_score(frame["group"] == g, probabilities[:, g])
+        assert result["per_group"][label]["auc"] == pytest.approx(expected)
     assert result["model"]["accuracy"]["value"] == pytest.approx((probabilities.argmax(1) == frame["group"]).mean())
     assert result["baseline"]["accuracy"] == pytest.approx((frame["group"] == 5).mean())
     assert result["baseline"]["macro_auc"] == 0.5
@@ -213,7 +214,8 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output():
     assert (conv.compute_dtype, conv.variable_dtype) == ("float16", "float32")
     assert model.get_layer("age").compute_dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after building
-    config = ExperimentConfig(train=TrainConfig(task="regress", backbone="densenet121", loss="mse", mixed_precision=True))
+    config = ExperimentConfig(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
+                                                mixed_precision=True))
     compile_model(model, config, run_eagerly=True)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     loss = model.train_on_batch(*_tiny_batch())[0]

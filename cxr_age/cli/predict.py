@@ -43,7 +43,8 @@ def build_parser() -> Parser:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     output.add_argument("--csv", metavar="FILE", help="also write the predictions to FILE (must not exist)")
-    parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="images per batch (default 16)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
+                        help="images per batch (default 16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

@@ -70,7 +70,8 @@ def read_dicom(path: Path) -> np.ndarray:
         import pydicom
         import pydicom.pixels as pixels
     except ImportError:
-        raise CxrAgeError(f"{path}: a DICOM file; reading DICOM needs pydicom: pip install \"cxr-age[dicom]\"") from None
+        raise CxrAgeError(f"{path}: a DICOM file; reading DICOM needs pydicom: "
+                          "pip install \"cxr-age[dicom]\"") from None
     try:
         dataset = pydicom.dcmread(path)
     except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as err:

@@ -27,9 +27,8 @@ def missing_files(frame: pd.DataFrame) -> pd.Series:
 
 def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
     """Index -> decoder message for every file in `paths` that cannot be read and decoded."""
-    from cxr_age.quiet_tf import tf
-
     from cxr_age.data.pipeline import AUTOTUNE, decode_gray
+    from cxr_age.quiet_tf import tf
 
     if not paths:
         return {}
@@ -50,9 +49,8 @@ def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
 
 def failure_reason(path: str) -> str:
     """Why the training decoder cannot read `path` (decoded again on its own, for the message)."""
-    from cxr_age.quiet_tf import tf
-
     from cxr_age.data.pipeline import decode_error_message, decode_gray
+    from cxr_age.quiet_tf import tf
 
     try:
         decode_gray(tf.io.read_file(path))

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from cxr_age.quiet_tf import keras, tf
 
 from cxr_age.data.ages import N_GROUPS, NO_GROUP
 from cxr_age.data.store import PreparedStore
 from cxr_age.errors import CxrAgeError
+from cxr_age.quiet_tf import keras, tf
 
 TASKS = ("regress", "classify")
 AUTOTUNE = tf.data.AUTOTUNE

@@ -63,10 +63,9 @@ def _shard_is_complete(folder: Path, shard: int) -> bool:
 
 def _decode_shard(paths: list[str], image_size: int) -> tuple[np.ndarray, dict[int, str]]:
     """Decode and resize `paths` in parallel with the training pipeline; rows that fail stay zero."""
-    from cxr_age.quiet_tf import tf
-
     from cxr_age.data.image_check import failure_reason
     from cxr_age.data.pipeline import AUTOTUNE, load_image
+    from cxr_age.quiet_tf import tf
 
     def load(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return index, tf.cast(tf.round(load_image(path, image_size)[..., 0] * 255.0), tf.uint8)
@@ -126,7 +125,7 @@ def _write_store(files: pd.DataFrame, image_size: int, folder: Path, shard_size:
                 reused += 1
             else:
                 images, failed = _decode_shard(paths, image_size)
-                write_atomic(array, lambda temporary: np.save(temporary, images))
+                write_atomic(array, lambda temporary, images=images: np.save(temporary, images))
                 write_json({"sha256": _sha256(array), "failed": failed}, sidecar)
                 written.append(shard)
             failures.update({start + int(row): reason for row, reason in failed.items()})

@@ -88,7 +88,8 @@ def region_table(groups: list[GroupMaps], masks: dict[str, np.ndarray]) -> pd.Da
 def _sanity(model: keras.Model, config: ExperimentConfig, request: SaliencyRequest,
             selected: pd.DataFrame) -> SanityResult:
     sample = selected.sample(min(request.sanity_images, len(selected)), random_state=config.data.seed)
-    data = make_dataset(sample, config.train.task, config.data.image_size, len(sample), age_scale=config.train.age_scale)
+    data = make_dataset(sample, config.train.task, config.data.image_size, len(sample),
+                        age_scale=config.train.age_scale)
     images = next(iter(data))[0].numpy()
     return cascading_randomisation(model, config.train.task, request.settings, images, sample["group"].to_numpy(),
                                    seed=config.data.seed)
@@ -126,7 +127,8 @@ def analyse(request: SaliencyRequest, out: str | None = None, progress: bool = T
     selected = select_groups(split_frame(request.run, request.split), request.groups, request.limit, config.data.seed)
     empty = [label for label, part in selected.items() if part.empty]
     if len(empty) == len(selected):
-        raise CxrAgeError(f"the {request.split} split of {request.run} has no images in age group(s) {', '.join(empty)}")
+        raise CxrAgeError(f"the {request.split} split of {request.run} has no images in age group(s) "
+                          f"{', '.join(empty)}")
     _, model = load_run(request.run)
     maps = SaliencyMaps(model, config.train.task, request.settings)
     folder = new_run_dir(out, f"{request.settings.method}-{request.split}", root=request.run / "saliency")
@@ -149,6 +151,7 @@ def analyse(request: SaliencyRequest, out: str | None = None, progress: bool = T
         sanity = _sanity(model, config, request, pd.concat(mapped.values(), ignore_index=True))
         write_csv(sanity.table, folder / "sanity.csv")
         plots.sanity_figure(sanity, method, folder / "sanity.png", note)
-        summary["sanity"] = {"flagged": sanity.flagged, "spearman_all_randomised": float(sanity.table["spearman"].iloc[-1])}
+        summary["sanity"] = {"flagged": sanity.flagged,
+                             "spearman_all_randomised": float(sanity.table["spearman"].iloc[-1])}
     write_json(summary, folder / "settings.json")
     return SaliencyResult(folder, summary, table, sanity)

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from cxr_age.quiet_tf import keras, tf
 from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
@@ -34,6 +33,7 @@ from tf_keras_vis.utils.scores import CategoricalScore
 
 from cxr_age.errors import CxrAgeError
 from cxr_age.models import FEATURE_LAYER
+from cxr_age.quiet_tf import keras, tf
 from cxr_age.saliency import CAM_METHODS, METHODS
 
 _VISUALIZERS = {"saliency": Saliency, "smoothgrad": Saliency, "gradcam": Gradcam, "gradcam++": GradcamPlusPlus,
@@ -82,7 +82,8 @@ def _check_layer(model: keras.Model, name: str) -> None:
     try:
         layer = model.get_layer(name)
     except ValueError:
-        raise CxrAgeError(f"the model has no layer {name!r} (the backbone's last feature map is {FEATURE_LAYER!r})") from None
+        raise CxrAgeError(f"the model has no layer {name!r} "
+                          f"(the backbone's last feature map is {FEATURE_LAYER!r})") from None
     if len(layer.output.shape) != 4:
         raise CxrAgeError(f"layer {name!r} has no spatial feature map (output shape {tuple(layer.output.shape)})")
 

@@ -90,14 +90,15 @@ def sanity_figure(result: SanityResult, method: str, path: Path, note: str = "")
     figure = plt.figure(figsize=(2.2 * len(examples), 6))
     top = figure.add_subplot(2, 1, 1)
     x = np.arange(len(table))
-    top.errorbar(x, table["spearman"], yerr=[table["spearman"] - table["ci95_low"], table["ci95_high"] - table["spearman"]],
-                 marker="o", capsize=3)
+    spread = [table["spearman"] - table["ci95_low"], table["ci95_high"] - table["spearman"]]
+    top.errorbar(x, table["spearman"], yerr=spread, marker="o", capsize=3)
     top.axhline(SURVIVAL_THRESHOLD, color="gray", linestyle="--", label=f"flag threshold {SURVIVAL_THRESHOLD}")
     top.set_xticks(x, [f"+ {stage}" for stage in table["randomised_through"]], fontsize=8)
     top.set_ylim(-0.2, 1.05)
     top.set_ylabel("Spearman with trained maps")
     flag = "FLAGGED: maps survive randomisation" if result.flagged else "maps change when weights are randomised"
-    top.set_title(f"{method}, cascading randomisation from the output (n={table['images'].iloc[0]}): {flag}", fontsize=9)
+    top.set_title(f"{method}, cascading randomisation from the output (n={table['images'].iloc[0]}): {flag}",
+                  fontsize=9)
     top.legend(fontsize=8)
     for i, (stage, saliency) in enumerate(examples):
         ax = figure.add_subplot(2, len(examples), len(examples) + i + 1)
