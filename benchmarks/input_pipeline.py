@@ -42,7 +42,7 @@ def _opencv_image(path: str, size: int) -> np.ndarray:
 
 def keras_pydataset(paths: list[str], size: int) -> float:
     """(a) One worker: a PyDataset whose __getitem__ decodes and resizes a batch with OpenCV."""
-    from cxr_age.quiet_tf import keras
+    import keras
 
     class OpenCVDataset(keras.utils.PyDataset):
         def __len__(self) -> int:

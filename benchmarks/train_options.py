@@ -19,12 +19,12 @@ import statistics
 import time
 
 import numpy as np
+import tensorflow as tf
 from sample import sample_arrays
 
-from cxr_age.config import ExperimentConfig, TrainConfig
+from cxr_age.config import Experiment, TrainConfig
 from cxr_age.distribute import make_strategy
 from cxr_age.models import build_model
-from cxr_age.quiet_tf import tf
 from cxr_age.training import compile_model
 
 OPTIONS = {
@@ -49,7 +49,7 @@ class Option:
             self.model = build_model("regress", args.backbone, args.image_size, bn_momentum=0.9,
                                      mixed_precision=bool(settings.mixed_precision),
                                      synchronized_bn=self.replicas > 1)
-            compile_model(self.model, ExperimentConfig(train=settings))
+            compile_model(self.model, Experiment(train=settings))
 
     def images_per_second(self, steps: int) -> float:
         start = time.perf_counter()

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
-from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
+from cxr_age.config import DataConfig, Experiment, TrainConfig
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import select
 from cxr_age.data.store import PreparedStore, prepare_store
 from cxr_age.models import build_model
-from cxr_age.quiet_tf import tf
 from cxr_age.training import compile_model
 
 BATCH = 16
@@ -58,7 +58,7 @@ def main() -> None:
                                                              store=store).repeat(),
         }
         model = build_model("regress", args.backbone, size, bn_momentum=0.9)
-        compile_model(model, ExperimentConfig(train=TrainConfig(task="regress", backbone=args.backbone, loss="mse")))
+        compile_model(model, Experiment(train=TrainConfig(task="regress", backbone=args.backbone, loss="mse")))
         for data in feeds.values():
             timed_fit(model, data, 2)
         passes: dict[str, list[float]] = {name: [] for name in feeds}

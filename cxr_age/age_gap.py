@@ -19,8 +19,11 @@ import pandas as pd
 
 from cxr_age import figures
 from cxr_age.errors import CxrAgeError
+from cxr_age.evaluation import run_config
 from cxr_age.metrics import patient_bootstrap
 from cxr_age.run_dir import write_csv, write_json
+from cxr_age.run_files import predictions_file
+from cxr_age.tasks import get_task
 
 # The 14 ChestX-ray14 findings and the label of images without any.
 FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis",
@@ -139,12 +142,18 @@ class AgeGap:
         return lines
 
 
+def check_age_gap_run(run_dir: Path) -> None:
+    """A CxrAgeError unless `run_dir` is a run whose model predicts ages (a regress run)."""
+    if not get_task(run_config(run_dir).train.task).predicts_age:
+        raise CxrAgeError(f"{run_dir} is a classify run: --age-gap needs a regress run's predicted ages")
+
+
 def analyse_age_gap(run_dir: Path, seed: int = 0, note: str = "") -> AgeGap:
     """From a regress run's validation and test predictions, write `age_gap_test.csv` (per image),
     `age_gap_by_{finding,sex,view}.csv`, `age_gap.json` and the figures."""
     frames = {}
     for split in ("val", "test"):
-        path = run_dir / f"predictions_{split}.csv"
+        path = predictions_file(run_dir, split)
         if not path.is_file():
             raise CxrAgeError(f"{run_dir} has no {path.name}: evaluate the run first")
         frames[split] = pd.read_csv(path, dtype={"patient_id": str, "sex": str, "view": str, "findings": str},

@@ -89,7 +89,7 @@ def run_folder_suffix(name: str | None) -> str:
 def make_strategy(name: str | None) -> tf.distribute.Strategy:
     """The strategy called `name` (None means `default`). Create it before any other TensorFlow work in
     the process: `MultiWorkerMirroredStrategy` configures the collective operations at start-up."""
-    from cxr_age.quiet_tf import tf
+    import tensorflow as tf
 
     name = name or "default"
     if name == "default":
@@ -110,7 +110,7 @@ def _multi_worker_strategy() -> tf.distribute.Strategy:
     takes neither, and `fit` fails with "Attempt to convert a value (PerReplica ...)" (keras-team/keras#20585,
     tensorflow/tensorflow#72388). Reducing each value on its own, over its axis only where it has one, is
     what those calls mean and what `MirroredStrategy` does on one machine."""
-    from cxr_age.quiet_tf import tf
+    import tensorflow as tf
 
     class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         def reduce(self, reduce_op, value, axis=None):
@@ -135,7 +135,7 @@ def replica_batch(replicas: int, batch_size: int) -> int:
 
 def describe(strategy: tf.distribute.Strategy, name: str | None, batch_size: int) -> str:
     """One line for the log: strategy, replicas, devices and the per-replica batch."""
-    from cxr_age.quiet_tf import tf
+    import tensorflow as tf
 
     if name in (None, "default"):
         devices = (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[:1]

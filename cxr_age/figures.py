@@ -6,33 +6,39 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
-
-from cxr_age.data.ages import GROUP_LABELS, N_GROUPS  # noqa: E402
-from cxr_age.run_dir import write_atomic  # noqa: E402
+from cxr_age.data.ages import GROUP_LABELS, N_GROUPS
+from cxr_age.run_dir import write_atomic
 
 
-def save_figure(figure: plt.Figure, path: Path, note: str) -> Path:
-    """Write `figure` as a PNG (atomically) with `note` in small print at the bottom, and close it."""
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], dpi: float | None = None,
+               layout: str | None = None, **subplots: Any) -> tuple[Figure, Any]:
+    """A figure and its axes made without pyplot: no backend is chosen and no global figure is kept, so the
+    library leaves a notebook's inline plotting as it was."""
+    figure = Figure(figsize=figsize, dpi=dpi, layout=layout)
+    return figure, figure.subplots(nrows, ncols, **subplots)
+
+
+def save_figure(figure: Figure, path: Path, note: str) -> Path:
+    """Write `figure` as a PNG (atomically) with `note` in small print at the bottom."""
     if note:
         figure.text(0.01, 0.005, note, fontsize=7, color="gray")
     if figure.get_layout_engine() is None:
         figure.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
     write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
-    plt.close(figure)
     return path
 
 
 def loss_curves(history: pd.DataFrame, path: Path, loss_name: str, note: str = "") -> Path:
     """Training and validation loss per epoch (the paper's regression figures)."""
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = new_figure(figsize=(6, 4))
     epochs = history["epoch"] + 1
     axes.plot(epochs, history["loss"], marker="o", label="training")
     axes.plot(epochs, history["val_loss"], marker="o", label="validation")
@@ -45,7 +51,7 @@ def loss_curves(history: pd.DataFrame, path: Path, loss_name: str, note: str = "
 
 
 def predicted_vs_true(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
-    figure, axes = plt.subplots(figsize=(5, 5))
+    figure, axes = new_figure(figsize=(5, 5))
     axes.scatter(frame["age"], frame["predicted_age"], s=6, alpha=0.4)
     axes.plot([0, 90], [0, 90], color="gray", linestyle="--", label="perfect")
     axes.set_xlim(0, 90)
@@ -57,7 +63,7 @@ def predicted_vs_true(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
 
 
 def error_by_group(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
-    figure, axes = plt.subplots(figsize=(7, 4))
+    figure, axes = new_figure(figsize=(7, 4))
     errors = [np.abs(part["predicted_age"] - part["age"]).to_numpy() for _, part in frame.groupby("group")]
     present = sorted(frame["group"].unique())
     axes.boxplot(errors, showfliers=False)
@@ -70,8 +76,8 @@ def error_by_group(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
 
 def roc_curves(frame: pd.DataFrame, aucs: dict[str, float | None], path: Path, note: str = "") -> Path:
     """Nine one-vs-rest ROC curves with their AUCs on one plot (the paper's classification figure)."""
-    figure, axes = plt.subplots(figsize=(6, 6))
-    colours = plt.cm.viridis(np.linspace(0, 0.95, N_GROUPS))
+    figure, axes = new_figure(figsize=(6, 6))
+    colours = colormaps["viridis"](np.linspace(0, 0.95, N_GROUPS))
     for g, label in enumerate(GROUP_LABELS):
         if aucs.get(label) is None:
             continue
@@ -89,7 +95,7 @@ def confusion(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
     predicted = frame[[f"p_{label}" for label in GROUP_LABELS]].to_numpy().argmax(axis=1)
     counts = confusion_matrix(frame["group"], predicted, labels=range(N_GROUPS))
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    figure, axes = plt.subplots(figsize=(6.5, 5.5))
+    figure, axes = new_figure(figsize=(6.5, 5.5))
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(N_GROUPS):
         for j in range(N_GROUPS):
@@ -110,7 +116,7 @@ def bland_altman(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
     mean = (frame["predicted_age"] + frame["age"]) / 2
     difference = frame["predicted_age"] - frame["age"]
     bias, spread = float(difference.mean()), float(difference.std(ddof=1)) if len(frame) > 1 else 0.0
-    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    figure, axes = new_figure(figsize=(6.5, 4.5))
     axes.scatter(mean, difference, s=6, alpha=0.4)
     axes.axhline(bias, color="black", label=f"bias {bias:+.1f} years")
     for sign in (-1, 1):
@@ -129,7 +135,7 @@ def gap_versus_age(frame: pd.DataFrame, trend: Callable[[np.ndarray], np.ndarray
                    note: str = "") -> Path:
     """Raw and corrected gap against true age, with the validation-fitted trend: regression toward the mean
     made visible, and removed."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    figure, axes = new_figure(1, 2, figsize=(10, 4), sharey=True)
     ages = np.linspace(0, 90, 50)
     for ax, column, title in ((axes[0], "gap", "raw gap"), (axes[1], "corrected_gap", "corrected gap")):
         ax.scatter(frame["age"], frame[column], s=6, alpha=0.4)
@@ -144,7 +150,7 @@ def gap_versus_age(frame: pd.DataFrame, trend: Callable[[np.ndarray], np.ndarray
 
 def gap_by_finding(table: pd.DataFrame, path: Path, note: str = "") -> Path:
     """Mean corrected gap per finding with its 95% interval (raw gap as open circles), patients in the labels."""
-    figure, axes = plt.subplots(figsize=(7, 0.35 * len(table) + 1.5))
+    figure, axes = new_figure(figsize=(7, 0.35 * len(table) + 1.5))
     rows = np.arange(len(table))[::-1]
     low = table["mean_corrected_gap"] - table["corrected_gap_ci95_low"]
     high = table["corrected_gap_ci95_high"] - table["mean_corrected_gap"]

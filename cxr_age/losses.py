@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cxr_age.quiet_tf import keras, tf
+import keras
+import tensorflow as tf
 
 ops = keras.ops
 EPSILON = 1e-7

@@ -7,16 +7,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cxr_age.data.ages import N_GROUPS
+import keras
+
 from cxr_age.errors import CxrAgeError
-from cxr_age.quiet_tf import keras
+from cxr_age.tasks import get_task
 
 BACKBONES = {
     "densenet121": keras.applications.DenseNet121,
     "densenet169": keras.applications.DenseNet169,
     "densenet201": keras.applications.DenseNet201,
 }
-PAPER_BACKBONE = {"regress": "densenet169", "classify": "densenet201"}
 # Every keras.applications DenseNet names its last feature map (after the final batch norm) `relu`:
 # 1/32 of the input size, the layer class-activation maps read by default.
 FEATURE_LAYER = "relu"
@@ -95,11 +95,7 @@ def _build_model(task: str, backbone: str, image_size: int, weights: str | None,
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
             layer.synchronized = synchronized_bn
-    pooled = base.output
-    if task == "regress":
-        outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="age")(pooled)
-    elif task == "classify":
-        outputs = keras.layers.Dense(N_GROUPS, activation="softmax", dtype="float32", name="age_group")(pooled)
-    else:
-        raise CxrAgeError(f"unknown task {task!r}; choose regress or classify")
+    head = get_task(task)
+    outputs = keras.layers.Dense(head.units, activation=head.activation, dtype="float32",
+                                 name=head.output_layer)(base.output)
     return keras.Model(inputs, outputs, name=f"{backbone}_{task}")

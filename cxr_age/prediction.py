@@ -1,11 +1,11 @@
-"""Predict the age of single studies with saved runs: find the image files, read each one exactly as
-training read its images (PNG and JPEG through the pipeline's decoder; DICOM through `data.dicom`), and run the
-regressor and, optionally, the age-group classifier. Unreadable files are skipped with their reason, never
-fatal for the others. Only the path the user gave identifies an image in the results."""
+"""Predict the age of a folder of studies with saved runs: find the image files, read each one exactly as
+training read its images (`AgeModel.preprocess`), and run the regressor and, optionally, the age-group
+classifier. Unreadable files are skipped with their reason, never fatal for the others. Only the path the
+user gave identifies an image in the results."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,13 +13,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cxr_age.config import ExperimentConfig
-from cxr_age.data.ages import GROUP_LABELS
-from cxr_age.data.dicom import is_dicom, read_dicom
-from cxr_age.data.pipeline import decode_error_message, load_image, resize_square
+from cxr_age.age_model import AgeModel
+from cxr_age.data.decode import read_image
+from cxr_age.data.dicom import is_dicom
 from cxr_age.errors import CxrAgeError
-from cxr_age.evaluation import load_run, predicted_values
-from cxr_age.quiet_tf import keras, tf
+from cxr_age.tasks import get_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -53,45 +51,13 @@ def gather_inputs(names: Sequence[str]) -> Inputs:
     return inputs
 
 
-def read_image(path: Path, image_size: int) -> np.ndarray:
-    """One file as the model's input, float32 `[image_size, image_size, 1]` in [0, 1]; CxrAgeError if the
-    file cannot be read."""
-    if is_dicom(path):
-        return resize_square(tf.constant(read_dicom(path)[..., None]), image_size).numpy()
-    try:
-        return load_image(tf.constant(str(path)), image_size).numpy()
-    except (tf.errors.OpError, ValueError) as err:
-        raise CxrAgeError(f"{path}: {decode_error_message(err)}") from None
-
-
-@dataclass
-class TrainedModel:
-    """A run's best model (Keras safe mode) and the settings it was trained with."""
-
-    run: Path
-    config: ExperimentConfig
-    model: keras.Model
-
-    @property
-    def task(self) -> str:
-        return self.config.train.task
-
-    @property
-    def image_size(self) -> int:
-        return self.config.data.image_size
-
-    def outputs(self, images: np.ndarray) -> np.ndarray:
-        """Model outputs of a batch, computed eagerly (no graph tracing for a handful of images)."""
-        return np.asarray(self.model(images, training=False))
-
-
-def load_trained(run: Path, task: str) -> TrainedModel:
+def load_trained(run: Path, task: str) -> AgeModel:
     """The run's model, which must be of `task` (`regress` or `classify`)."""
-    config, model = load_run(run)
-    if config.train.task != task:
-        flag = "--run" if config.train.task == "regress" else "--classify-run"
-        raise CxrAgeError(f"{run} is a {config.train.task} run, not {task}: pass it as {flag}")
-    return TrainedModel(run, config, model)
+    model = AgeModel.load(run)
+    if model.task != task:
+        flag = {"regress": "--run", "classify": "--classify-run"}[model.task]
+        raise CxrAgeError(f"{run} is a {model.task} run, not {task}: pass it as {flag}")
+    return model
 
 
 @dataclass
@@ -114,14 +80,12 @@ def _read_all(files: Sequence[Path], size: int) -> tuple[list[Path], list[np.nda
     return kept, images, skipped
 
 
-def _classifier_columns(classifier: TrainedModel, images: np.ndarray) -> list[dict]:
-    probabilities = classifier.outputs(images)
-    groups = predicted_values(probabilities, "classify", classifier.config.train.age_scale)
-    return [{"predicted_group": group, **{f"p_{label}": float(p) for label, p in zip(GROUP_LABELS, row)}}
-            for group, row in zip(groups, probabilities)]
+def _decoded(model: AgeModel, images: np.ndarray) -> pd.DataFrame:
+    columns = get_task(model.task).prediction_columns(model.outputs(images), model.experiment.train.age_scale)
+    return pd.DataFrame(columns)
 
 
-def predict_batches(files: Sequence[Path], regressor: TrainedModel, classifier: TrainedModel | None,
+def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeModel | None,
                     batch_size: int, progress: bool = True) -> Iterator[Batch]:
     """Per batch of files: the predicted age (and the classifier's groups and probabilities) of each
     readable file; unreadable files are skipped with their reason."""
@@ -132,17 +96,58 @@ def predict_batches(files: Sequence[Path], regressor: TrainedModel, classifier: 
             rows: list[dict] = []
             batch = np.stack(images) if images else np.zeros((0,))
             if kept:
-                ages = predicted_values(regressor.outputs(batch), "regress", regressor.config.train.age_scale)
+                ages = _decoded(regressor, batch)["predicted_age"]
                 rows = [{"file": str(path), "predicted_age": float(age)} for path, age in zip(kept, ages)]
                 if classifier is not None:
                     # The files are decoded again only when the classifier was trained at another size.
                     same_size = classifier.image_size == regressor.image_size
                     inputs = batch if same_size else np.stack([read_image(path, classifier.image_size)
                                                                for path in kept])
-                    for row, extra in zip(rows, _classifier_columns(classifier, inputs)):
+                    for row, extra in zip(rows, _decoded(classifier, inputs).to_dict(orient="records")):
                         row.update(extra)
             bar.update(len(chunk))
             yield Batch(rows, batch, skipped)
+
+
+@dataclass
+class Predictions:
+    """What predicting named files and folders gave: a row per predicted file, and the unreadable files and
+    the folders' non-image files, each with its reason."""
+
+    rows: list[dict]
+    skipped: list[tuple[str, str]]
+    ignored: list[tuple[str, str]]
+
+    def skipped_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.skipped + self.ignored, columns=["file", "reason"])
+
+
+def predict_paths(names: Sequence[str], regressor: AgeModel, classifier: AgeModel | None = None, *,
+                  batch_size: int = 16, overlay_dir: Path | None = None, progress: bool = True,
+                  on_rows: Callable[[list[dict]], None] | None = None) -> Predictions:
+    """Predict every image file named or found in the named folders (see `gather_inputs`), batch by batch,
+    calling `on_rows` with each batch's rows as they come; with `overlay_dir`, a saliency overlay PNG per
+    image is written there (never over an existing file). A CxrAgeError if no file could be read."""
+    inputs = gather_inputs(names)
+    overlays = None
+    if overlay_dir is not None:
+        from cxr_age.saliency.overlay import StudyOverlays  # tf-keras-vis is loaded only for overlays
+
+        overlays = StudyOverlays(regressor.network, overlay_dir, regressor.demo)
+    rows: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+    for batch in predict_batches(inputs.files, regressor, classifier, batch_size, progress):
+        if overlays is not None and batch.rows:
+            overlays.add(batch.rows, batch.images)
+        rows.extend(batch.rows)
+        skipped.extend(batch.skipped)
+        if on_rows is not None:
+            on_rows(batch.rows)
+    if not rows:
+        first = f"{skipped[0][0]}: {skipped[0][1]}"
+        raise CxrAgeError(first if len(skipped) == 1 else
+                          f"none of the {len(skipped)} image files could be read (first: {first})")
+    return Predictions(rows, skipped, inputs.ignored)
 
 
 def predictions_frame(rows: list[dict]) -> pd.DataFrame:

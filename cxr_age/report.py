@@ -14,11 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from cxr_age import __version__
-from cxr_age.config import ExperimentConfig
+from cxr_age.config import Experiment
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.integrity import read_split
 from cxr_age.data.splits import SPLITS
 from cxr_age.evaluation import run_config
+from cxr_age.run_files import DEMO_NOTICE, HISTORY, METRICS
 from cxr_age.saliency.regions import mass_share_table
 
 # What the paper reports for each experiment (../shared/PAPER.md), beside which our figure is shown.
@@ -93,8 +94,8 @@ def _metric_rows(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _paper_rows(config: ExperimentConfig, run_dir: Path) -> str:
-    history = run_dir / "history.csv"
+def _paper_rows(config: Experiment, run_dir: Path) -> str:
+    history = run_dir / HISTORY
     key = (config.train.task, config.train.loss)
     if key in PAPER_VALUES:
         what, paper = PAPER_VALUES[key]
@@ -108,23 +109,25 @@ def _paper_rows(config: ExperimentConfig, run_dir: Path) -> str:
             "split):</p>" + _table(literature))
 
 
-def _metrics_section(config: ExperimentConfig, run_dir: Path) -> str:
-    metrics_file = run_dir / "metrics.json"
+def _metrics_section(config: Experiment, run_dir: Path) -> str:
+    metrics_file = run_dir / METRICS
     if not metrics_file.is_file():
         return '<p class="missing">no metrics.json: the run has not been evaluated</p>'
     metrics = json.loads(metrics_file.read_text())
     return _table(_metric_rows(metrics)) + "<h3>Beside the paper</h3>" + _paper_rows(config, run_dir)
 
 
-def _figures_section(config: ExperimentConfig, run_dir: Path) -> str:
-    parts = [_figure(run_dir / "loss_curves.png", "training and validation loss per epoch")]
-    if config.train.task == "regress":
-        parts += [_figure(run_dir / "predicted_vs_true_test.png", "predicted against true age, test split"),
-                  _figure(run_dir / "error_by_group_test.png", "absolute error per age group, test split")]
-    else:
-        parts += [_figure(run_dir / "roc_test.png", "one-vs-rest ROC curves per age group, test split"),
-                  _figure(run_dir / "confusion_test.png", "confusion matrix, test split")]
-    return "\n".join(parts)
+TEST_FIGURES = {
+    "regress": [("predicted_vs_true_test.png", "predicted against true age, test split"),
+                ("error_by_group_test.png", "absolute error per age group, test split")],
+    "classify": [("roc_test.png", "one-vs-rest ROC curves per age group, test split"),
+                 ("confusion_test.png", "confusion matrix, test split")],
+}
+
+
+def _figures_section(config: Experiment, run_dir: Path) -> str:
+    parts = [("loss_curves.png", "training and validation loss per epoch"), *TEST_FIGURES[config.train.task]]
+    return "\n".join(_figure(run_dir / name, caption) for name, caption in parts)
 
 
 def _newest_saliency(run_dir: Path) -> Path | None:
@@ -186,8 +189,7 @@ def build_report(run_dir: Path) -> str:
     """The report page of `run_dir` as one HTML string."""
     config = run_config(run_dir)
     title = f"cxr-age report: {run_dir.name}"
-    demo = ('<p class="demo">DEMONSTRATION run on the embedded sample (few images, low resolution): a smoke '
-            "signal, not a result.</p>" if config.train.demo else "")
+    demo = f'<p class="demo">{_escape(DEMO_NOTICE)}</p>' if config.train.demo else ""
     header = (f"<h1>{_escape(title)}</h1>{demo}<p>Run <code>{_escape(run_dir.resolve())}</code>: "
               f"{_escape(config.train.task)} with {_escape(config.train.backbone)}, loss {_escape(config.train.loss)}, "
               f"{config.data.image_size} px. Made by cxr-age {_escape(__version__)} on "

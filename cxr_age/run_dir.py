@@ -18,6 +18,7 @@ import pandas as pd
 
 from cxr_age.config import load_experiment
 from cxr_age.errors import CxrAgeError
+from cxr_age.run_files import CONFIG, METRICS, MODEL
 
 RUNS_ROOT = Path("runs")
 # Created exclusively in an `--out` folder, so that of two commands started at once with the same `--out`
@@ -60,8 +61,8 @@ def _claim(base: str, settings: str | None = None, root: Path = RUNS_ROOT) -> tu
 
 def _resumable(folder: Path, settings: str) -> bool:
     """An interrupted run of the same settings: same saved config, no final metrics yet."""
-    saved = folder / "config.toml"
-    return saved.is_file() and saved.read_text() == settings and not (folder / "metrics.json").exists()
+    saved = folder / CONFIG
+    return saved.is_file() and saved.read_text() == settings and not (folder / METRICS).exists()
 
 
 def training_run_dir(out: str | None, stem: str, settings: str) -> tuple[Path, bool]:
@@ -96,8 +97,8 @@ def latest_run(task: str, root: Path = RUNS_ROOT) -> Path | None:
     """The most recently saved model among the finished runs of `task` under `root`, or None."""
     candidates = []
     for config in root.glob("*/config.toml"):
-        model = config.parent / "model.keras"
-        if model.is_file() and (config.parent / "metrics.json").is_file():
+        model = config.parent / MODEL
+        if model.is_file() and (config.parent / METRICS).is_file():
             try:
                 if load_experiment(config).train.task == task:
                     candidates.append((model.stat().st_mtime, config.parent))

@@ -1,16 +1,19 @@
 """The one trainer: data selection and checks, patient-level split, tf.data pipelines, the paper's model,
-`model.fit` with checkpointing and resumption, then evaluation of the best model."""
+`model.fit` with checkpointing, TensorBoard logs and resumption, then evaluation of the best model."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-from cxr_age.config import ExperimentConfig, to_toml
+from cxr_age.config import Experiment, to_toml
 from cxr_age.data.ages import N_GROUPS
 from cxr_age.data.image_check import check_images, check_missing
 from cxr_age.data.integrity import check_same_split
@@ -18,13 +21,15 @@ from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import Selection, select
 from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits
 from cxr_age.data.store import PreparedStore, matching_store
-from cxr_age.distribute import is_chief, make_strategy
+from cxr_age.distribute import describe, is_chief, make_strategy, run_folder_suffix
 from cxr_age.errors import CxrAgeError
-from cxr_age.evaluation import evaluate_run
-from cxr_age.losses import YearsMAE, r2_loss
+from cxr_age.evaluation import evaluate
 from cxr_age.models import build_model
-from cxr_age.quiet_tf import keras, tf
-from cxr_age.run_dir import run_lock, write_atomic, write_csv, write_text
+from cxr_age.run_dir import run_lock, training_run_dir, write_atomic, write_csv, write_text
+from cxr_age.run_files import BACKUP, CONFIG, HISTORY, MODEL, SKIPPED, TENSORBOARD, split_file
+from cxr_age.tasks import get_task
+
+log = logging.getLogger(__name__)
 
 
 def class_weights(groups: np.ndarray) -> dict[int, float]:
@@ -36,24 +41,27 @@ def class_weights(groups: np.ndarray) -> dict[int, float]:
     return {g: float(w) for g, w in enumerate(weights)}
 
 
-def compile_model(model: keras.Model, config: ExperimentConfig, run_eagerly: bool = False) -> None:
+def compile_model(model: keras.Model, config: Experiment, run_eagerly: bool = False) -> None:
     """Adam, the configured loss, and metrics in the units a reader wants (years; AUC and accuracy).
     `run_eagerly` skips graph tracing: slower steps, but no minute-long trace for a single step."""
     settings = config.train
-    if settings.task == "regress":
-        loss = {"mse": "mean_squared_error", "r2": r2_loss}[settings.loss]
-        metrics = [YearsMAE(settings.age_scale), keras.metrics.R2Score(name="r2")]
-    else:
-        loss = "categorical_crossentropy"
-        metrics = ["categorical_accuracy", keras.metrics.AUC(multi_label=True, num_labels=N_GROUPS, name="auc")]
-    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss, metrics=metrics,
-                  run_eagerly=run_eagerly, jit_compile="auto" if settings.jit_compile is None else settings.jit_compile)
+    task = get_task(settings.task)
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=task.keras_loss(settings.loss),
+                  metrics=task.keras_metrics(settings.age_scale), run_eagerly=run_eagerly,
+                  jit_compile="auto" if settings.jit_compile is None else settings.jit_compile)
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """The same network (shared layers and weights) as an uncompiled model: saved, it holds the architecture
+    and weights without the optimizer's state, a third of a compiled DenseNet's file under Adam."""
+    return keras.Model(model.input, model.output, name=model.name)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
-    """Keep the model of the lowest validation loss in `path`, written under a temporary name and renamed, so
-    a run killed while saving never leaves half a model. On resume the best loss so far is read back from
-    `history`, so an epoch after the restart replaces the model only if it beats every epoch before it."""
+    """Keep the model of the lowest validation loss in `path` for inference (no optimizer state; resuming
+    reads Keras's backup instead), written under a temporary name and renamed, so a run killed while saving
+    never leaves half a model. On resume the best loss so far is read back from `history`, so an epoch after
+    the restart replaces the model only if it beats every epoch before it."""
 
     def __init__(self, path: Path, history: Path) -> None:
         super().__init__()
@@ -70,21 +78,22 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         current = (logs or {}).get("val_loss")
         if current is not None and current < self.best:
             self.best = float(current)
-            write_atomic(self.path, lambda temporary: self.model.save(temporary))
+            write_atomic(self.path, lambda temporary: inference_copy(self.model).save(temporary))
 
 
 def _callbacks(run_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
     return [
         # Two generations of the backup: a run killed while writing one resumes from the other.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        BestModelCheckpoint(run_dir / "model.keras", run_dir / "history.csv"),
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), double_checkpoint=True),
+        BestModelCheckpoint(run_dir / MODEL, run_dir / HISTORY),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 3)),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD), write_graph=False),
     ]
 
 
-def prepare_data(config: ExperimentConfig,
+def prepare_data(config: Experiment,
                  run_dir: Path) -> tuple[Selection, dict[str, pd.DataFrame], PreparedStore | None]:
     """Select, check every image (from a matching prepared store's record when there is one), split by
     patient (the same split as before when resuming) and write the split and skip lists into the run."""
@@ -92,33 +101,65 @@ def prepare_data(config: ExperimentConfig,
     selection = check_missing(select(data), bool(data.skip_missing))
     store = matching_store(selection.frame["path"], data.image_size)
     if store is not None:
-        print(f"reading prepared images from {store.folder}")
+        log.info("reading prepared images from %s", store.folder)
     selection = check_images(selection, bool(data.skip_missing), bool(data.skip_unreadable), store=store)
-    write_csv(selection.skipped, run_dir / "skipped.csv")
+    write_csv(selection.skipped, run_dir / SKIPPED)
     frame = assign_splits(selection.frame, data.seed, data.nih_lists)
     check_same_split(run_dir, frame)
     parts = {name: frame.loc[frame["split"] == name, SPLIT_COLUMNS] for name in SPLITS}
     for name, part in parts.items():
         if part.empty:
             raise CxrAgeError(f"the {name} split is empty: {len(frame)} images are too few to split by patient")
-        write_csv(part, run_dir / f"{name}.csv")
+        write_csv(part, split_file(run_dir, name))
     return selection, parts, store
 
 
-def train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-          strategy: tf.distribute.Strategy | None = None) -> dict | None:
-    """Train as configured into `run_dir` (resuming from its backup if one is there) and evaluate, holding
-    the run's lock throughout so that no second process trains into the same folder. `strategy`: the one of
-    `config.train.strategy`, made by the caller at start-up (made here if not given). Returns the metrics,
-    or None on a non-chief worker of a multi-worker run (the chief evaluates)."""
+def train(experiment: Experiment, out: str | Path | None = None, *,
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          strategy: tf.distribute.Strategy | None = None) -> Path | None:
+    """Train an experiment into a run folder, resuming it if it was interrupted, and evaluate its best model.
+
+    The table is read and checked before any folder is made. The run's lock is held throughout, so no second
+    process trains into the same folder. Progress is logged to the `cxr_age` logger.
+
+    Args:
+        experiment: the resolved settings (`Experiment.load(...)`).
+        out: a new or empty folder, or an interrupted run of the same settings. Default: a folder under
+            `runs/` named after the task, the experiment and a hash of the settings, so that the same call
+            finds its interrupted run again; a finished run is never overwritten.
+        callbacks: extra Keras callbacks.
+        strategy: the `tf.distribute` strategy of `experiment.train.strategy`, if the caller made it already
+            (a multi-worker strategy must be made before any other TensorFlow work).
+
+    Returns:
+        The run folder (load it with `AgeModel.load`), or None on a non-chief worker of a multi-worker run,
+        which trains its share into `<out>-worker<i>` while the chief writes the run.
+
+    Examples:
+        >>> experiment = cxr_age.Experiment.load("demo", task="regress", epochs=1)
+        >>> run = cxr_age.train(experiment, "runs/first-try")
+    """
+    select(experiment.data)  # a bad table stops here, before a run folder exists
+    name = experiment.train.strategy
+    suffix = run_folder_suffix(name)
+    strategy = strategy or make_strategy(name)
+    placement = describe(strategy, name, experiment.train.batch_size)
+    stem = f"{experiment.train.task}-{experiment.name}{suffix}"
+    run_dir, resumed = training_run_dir(f"{Path(out)}{suffix}" if out else None, stem, to_toml(experiment))
+    settings = experiment.train
+    log.info("%s %s: %s, loss %s, %d px, %d epochs, batch %d", "resuming" if resumed else "run", run_dir,
+             settings.backbone, settings.loss, experiment.data.image_size, settings.epochs, settings.batch_size)
+    log.info(placement)
     with run_lock(run_dir):
-        return _train(config, run_dir, extra_callbacks, strategy or make_strategy(config.train.strategy))
+        finished = _train(experiment, run_dir, callbacks, strategy)
+    return run_dir if finished else None
 
 
-def _train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[keras.callbacks.Callback],
-           strategy: tf.distribute.Strategy) -> dict | None:
+def _train(config: Experiment, run_dir: Path, extra_callbacks: Sequence[keras.callbacks.Callback],
+           strategy: tf.distribute.Strategy) -> bool:
+    """Train into `run_dir` and, on the chief, evaluate; False on a non-chief worker."""
     settings = config.train
-    write_text(to_toml(config), run_dir / "config.toml")
+    write_text(to_toml(config), run_dir / CONFIG)
     keras.utils.set_random_seed(config.data.seed)
     _, parts, store = prepare_data(config, run_dir)
     common = dict(age_scale=settings.age_scale, seed=config.data.seed, store=store)
@@ -140,4 +181,7 @@ def _train(config: ExperimentConfig, run_dir: Path, extra_callbacks: Sequence[ke
         callbacks=_callbacks(run_dir, settings.patience) + list(extra_callbacks),
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    return evaluate_run(run_dir) if is_chief(settings.strategy) else None
+    if not is_chief(settings.strategy):
+        return False
+    evaluate(run_dir)
+    return True

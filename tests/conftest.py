@@ -8,6 +8,7 @@ skipped, with that reason, where it is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -177,17 +178,16 @@ def phantom_run(tmp_path_factory):
     tests of the commands that read a regress run."""
     from phantoms import SIZE, write_phantoms
 
-    from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
+    from cxr_age.config import DataConfig, Experiment, TrainConfig
     from cxr_age.training import train
 
     root = tmp_path_factory.mktemp("phantom")
     csv = write_phantoms(root / "images", 480, seed=4)
-    config = ExperimentConfig(
+    config = Experiment(
         name="phantom",
         data=DataConfig(csv=str(csv), image_dir=str(csv.parent / "images"), image_size=SIZE),
         train=TrainConfig(task="regress", backbone="densenet121", loss="mse", epochs=6, batch_size=16,
                           learning_rate=1e-3, patience=50, bn_momentum=0.9),
     )
-    run_dir = root / "run"
-    run_dir.mkdir()
-    return run_dir, train(config, run_dir)
+    run_dir = train(config, root / "run")
+    return run_dir, json.loads((run_dir / "metrics.json").read_text())

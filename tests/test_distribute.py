@@ -99,7 +99,8 @@ def test_multiworker_without_tf_config_is_one_line_and_makes_no_folder(tmp_path,
 # of 8 (4 per replica on two CPU devices) and on one device: the loss of every step must agree.
 SMALL_NET = """
 import json
-from cxr_age.quiet_tf import keras, tf
+import keras
+import tensorflow as tf
 from cxr_age.losses import r2_loss
 results = {}
 # One strategy object per process: a second MirroredStrategy would number its collectives afresh.

@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_one_line_error, call_cli, write_bar_images
 
 from cxr_age.cli.evaluate import main as evaluate_main
-from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
+from cxr_age.config import DataConfig, Experiment, TrainConfig
 from cxr_age.data.integrity import check_same_split, check_saved_splits
 from cxr_age.errors import CxrAgeError
 from cxr_age.training import prepare_data
@@ -45,8 +45,8 @@ def test_a_resumed_run_needs_the_same_split(tmp_path):
 
 def test_training_stops_when_its_data_changed(tmp_path):
     csv = write_bar_images(tmp_path / "images", 40)
-    config = ExperimentConfig(name="test", data=DataConfig(csv=str(csv), image_size=64),
-                              train=TrainConfig(task="regress", backbone="densenet121", loss="mse"))
+    config = Experiment(name="test", data=DataConfig(csv=str(csv), image_size=64),
+                        train=TrainConfig(task="regress", backbone="densenet121", loss="mse"))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     prepare_data(config, run_dir)

@@ -2,14 +2,16 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from conftest import FULL_SIZE, RGBA_IMAGES
 from PIL import Image
 
 from cxr_age.config import DataConfig
-from cxr_age.data.pipeline import decode_gray, load_image, make_dataset, targets
+from cxr_age.data.decode import decode_gray, load_image
+from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import select
 from cxr_age.errors import CxrAgeError
-from cxr_age.quiet_tf import tf
+from cxr_age.tasks import get_task
 
 
 def _decode(path):
@@ -114,5 +116,5 @@ def test_augmentation_keeps_shape_and_range(sample):
 def test_classification_refuses_ages_outside_the_groups():
     frame = pd.DataFrame({"age": [40.0, 95.0], "group": [3, -1]})
     with pytest.raises(CxrAgeError, match="1 images are older than 90"):
-        targets(frame, "classify", 90)
-    np.testing.assert_allclose(targets(frame, "regress", 100), [0.4, 0.95])
+        get_task("classify").targets(frame, 90)
+    np.testing.assert_allclose(get_task("regress").targets(frame, 100), [0.4, 0.95])

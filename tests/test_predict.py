@@ -12,12 +12,14 @@ import pytest
 from conftest import assert_one_line_error, call_cli
 from dicoms import PATIENT_ID, PATIENT_NAME, write_dicom
 
+from cxr_age.age_model import AgeModel
 from cxr_age.cli import predict
-from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
+from cxr_age.config import DataConfig, Experiment, TrainConfig
 from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.data.decode import read_image
 from cxr_age.models import build_model
 from cxr_age.paths import sample_image_dir
-from cxr_age.prediction import TrainedModel, load_trained, predict_batches, read_image
+from cxr_age.prediction import load_trained, predict_batches
 
 
 def test_an_age_for_a_real_sample_png(phantom_run, capsys):
@@ -57,8 +59,8 @@ def test_same_ages_as_the_runs_evaluation_with_group_probabilities(phantom_run, 
 def test_a_classifier_of_another_size_reads_the_files_at_its_own_size(phantom_run):
     run_dir, _ = phantom_run
     regressor = load_trained(run_dir, "regress")
-    config = ExperimentConfig(data=DataConfig(image_size=32), train=TrainConfig(task="classify"))
-    classifier = TrainedModel(run_dir, config, build_model("classify", "densenet121", 32))
+    config = Experiment(data=DataConfig(image_size=32), train=TrainConfig(task="classify"))
+    classifier = AgeModel(run_dir, config, build_model("classify", "densenet121", 32))
     files = sorted((run_dir.parent / "images").glob("*.png"))[:3]
     (batch,) = predict_batches(files, regressor, classifier, batch_size=8, progress=False)
     assert batch.images.shape == (3, regressor.image_size, regressor.image_size, 1)

@@ -100,7 +100,7 @@ def test_bad_requests_give_one_line(run_dir, tmp_path, capsys, monkeypatch):
 
 
 def test_a_model_file_with_code_is_refused(run_dir, tmp_path, capsys):
-    from cxr_age.quiet_tf import keras
+    import keras
 
     hostile = tmp_path / "hostile"
     shutil.copytree(run_dir, hostile, ignore=shutil.ignore_patterns("saliency"))

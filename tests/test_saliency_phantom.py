@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from phantoms import SIZE, region_mask
 
-from cxr_age.evaluation import load_run
+from cxr_age.evaluation import load_network, run_config
 from cxr_age.saliency.average import average_group
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 from cxr_age.saliency.regions import mass_shares, top_shares
@@ -21,7 +21,7 @@ GRADCAM_LAYER = "pool4_relu"
 def phantom(phantom_run):
     """The trained phantom model, its config, its held-out images and the training result."""
     run_dir, result = phantom_run
-    config, model = load_run(run_dir)
+    config, model = run_config(run_dir), load_network(run_dir)
     held_out = pd.concat([pd.read_csv(run_dir / f"{split}.csv") for split in ("val", "test")], ignore_index=True)
     return config, model, held_out, result
 

@@ -1,6 +1,7 @@
 """The prepared-image store: the pipeline's own images in uint8 shards, found only while the files are
 unchanged, verified by hash, redone where damaged, and resumed after a real process is killed."""
 
+import logging
 import os
 import shutil
 import signal
@@ -11,14 +12,15 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from conftest import FULL_SIZE, guarded_environment, write_bar_images
 
-from cxr_age.config import DataConfig, ExperimentConfig, TrainConfig
-from cxr_age.data.pipeline import load_image, make_dataset
+from cxr_age.config import DataConfig, Experiment, TrainConfig
+from cxr_age.data.decode import load_image
+from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import select
 from cxr_age.data.store import PreparedStore, matching_store, prepare_store
 from cxr_age.errors import CxrAgeError
-from cxr_age.quiet_tf import tf
 from cxr_age.training import prepare_data
 
 SIZE = 32
@@ -86,16 +88,17 @@ def test_a_damaged_shard_is_redone_and_other_settings_refused(bars, tmp_path):
         prepare_store(bars, SIZE, tmp_path / "mine", progress=False)
 
 
-def test_training_uses_a_matching_store_and_its_record_of_broken_files(bars, tmp_path, monkeypatch, capsys):
+def test_training_uses_a_matching_store_and_its_record_of_broken_files(bars, tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="cxr_age")
     prepare_store(bars, SIZE, tmp_path / "prepared" / "bars", progress=False)
     csv = tmp_path / "labels.csv"
-    config = ExperimentConfig(data=DataConfig(csv=str(csv), image_size=SIZE),
-                              train=TrainConfig(task="regress", backbone="densenet121"))
+    config = Experiment(data=DataConfig(csv=str(csv), image_size=SIZE),
+                        train=TrainConfig(task="regress", backbone="densenet121"))
     (tmp_path / "run").mkdir()
     with pytest.raises(CxrAgeError, match="1 of 12 image files cannot be decoded .*bar0005.png"):
         prepare_data(config, tmp_path / "run")
-    assert "reading prepared images from prepared/bars" in capsys.readouterr().out
+    assert "reading prepared images from prepared/bars" in caplog.text
     config.data.skip_unreadable = True
     _, parts, store = prepare_data(config, tmp_path / "run")
     assert store is not None and store.folder.name == "bars"

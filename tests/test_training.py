@@ -7,18 +7,18 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score
 
-from cxr_age.config import ExperimentConfig, TrainConfig
+from cxr_age.config import Experiment, TrainConfig
 from cxr_age.data.ages import GROUP_LABELS, group_index
 from cxr_age.errors import CxrAgeError
 from cxr_age.losses import YearsMAE, r2_loss
 from cxr_age.metrics import classification_metrics, patient_bootstrap, regression_metrics
 from cxr_age.models import build_model
-from cxr_age.quiet_tf import keras
 from cxr_age.run_dir import new_run_dir, run_lock, write_atomic
 from cxr_age.training import BestModelCheckpoint, class_weights, compile_model
 
@@ -26,8 +26,8 @@ from cxr_age.training import BestModelCheckpoint, class_weights, compile_model
 @pytest.mark.parametrize("backbone, task", [("densenet121", "regress"), ("densenet169", "regress"),
                                             ("densenet201", "classify")])
 def test_each_backbone_builds_and_trains_one_step(backbone, task):
-    config = ExperimentConfig(train=TrainConfig(task=task, backbone=backbone,
-                                                loss="mse" if task == "regress" else "crossentropy"))
+    config = Experiment(train=TrainConfig(task=task, backbone=backbone,
+                                          loss="mse" if task == "regress" else "crossentropy"))
     model = build_model(task, backbone, 64)
     compile_model(model, config, run_eagerly=True)
     x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
@@ -214,8 +214,8 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output():
     assert (conv.compute_dtype, conv.variable_dtype) == ("float16", "float32")
     assert model.get_layer("age").compute_dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after building
-    config = ExperimentConfig(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
-                                                mixed_precision=True))
+    config = Experiment(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
+                                          mixed_precision=True))
     compile_model(model, config, run_eagerly=True)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     loss = model.train_on_batch(*_tiny_batch())[0]
@@ -226,8 +226,8 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output():
 @pytest.mark.parametrize("flag, expected", [(None, "auto"), (True, True), (False, False)])
 def test_jit_compile_flag_reaches_keras(flag, expected):
     model = build_model("regress", "densenet121", 32)
-    compile_model(model, ExperimentConfig(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
-                                                            jit_compile=flag)))
+    compile_model(model, Experiment(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
+                                                      jit_compile=flag)))
     assert model.jit_compile is (expected if expected != "auto" else False)  # auto: no XLA on a CPU-only machine
 
 
@@ -235,8 +235,8 @@ def test_jit_compile_flag_reaches_keras(flag, expected):
 def test_an_xla_training_step_runs_on_the_cpu():
     """Compiles DenseNet121's training step with XLA (about 80 s on 2 cores): run with `pytest -m xla`."""
     model = build_model("regress", "densenet121", 32)
-    compile_model(model, ExperimentConfig(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
-                                                            jit_compile=True)))
+    compile_model(model, Experiment(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
+                                                      jit_compile=True)))
     assert np.isfinite(model.train_on_batch(*_tiny_batch())[0])
 
 

@@ -15,6 +15,7 @@ from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.selection import NIH, SAMPLE, Selection, select
 from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits, check_disjoint
 from cxr_age.run_dir import new_run_dir, write_csv, write_json
+from cxr_age.run_files import SKIPPED, split_file
 
 PROG = "cxr-age-data"
 
@@ -115,7 +116,7 @@ def split_command(config: DataConfig, out: str | None) -> None:
     sizes = _report_split(frame, config)
     folder = new_run_dir(out, "data-split")
     for name in SPLITS:
-        write_csv(frame.loc[frame["split"] == name, SPLIT_COLUMNS], folder / f"{name}.csv")
+        write_csv(frame.loc[frame["split"] == name, SPLIT_COLUMNS], split_file(folder, name))
     write_json(_summary("split", selection, config, sizes), folder / "summary.json")
     print(f"wrote {folder}/train.csv, val.csv, test.csv, summary.json")
 
@@ -130,7 +131,7 @@ def check_command(config: DataConfig, out: str | None) -> None:
     print(f"{counts['selected']:,} images decode; left out: {counts['skipped_missing']:,} missing, "
           f"{counts['skipped_unreadable']:,} undecodable")
     folder = new_run_dir(out, "data-check")
-    write_csv(selection.skipped, folder / "skipped.csv")
+    write_csv(selection.skipped, folder / SKIPPED)
     write_json(_summary("check", selection, config, {}), folder / "summary.json")
     print(f"wrote {folder}/skipped.csv, summary.json")
 
@@ -146,7 +147,7 @@ def prepare_command(config: DataConfig, out: str | None, shard_size: int) -> Non
                            name=Path(selection.csv).name.split(".")[0])
     folder = result.folder
     write_csv(pd.concat([selection.skipped, result.failed.rename(columns={"path": "image"})], ignore_index=True),
-              folder / "skipped.csv")
+              folder / SKIPPED)
     print(f"{len(frame):,} images at {config.image_size} px in {folder}: {result.written} shards written, "
           f"{result.reused} reused from an earlier run, all verified; {len(result.failed):,} undecodable and "
           f"{selection.counts['skipped_missing']:,} missing images left out (skipped.csv)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cxr_age.cli.base import Parser, run
 from cxr_age.errors import CxrAgeError
+from cxr_age.run_files import demo_note
 
 PROG = "cxr-age-evaluate"
 
@@ -23,23 +24,20 @@ def _main(argv: Sequence[str] | None) -> None:
                              "its age trend fitted on the validation split, by finding, sex and view, with a "
                              "Bland-Altman plot (needs both splits, so it evaluates val and test)")
     args = parser.parse_args(argv)
-    from cxr_age.evaluation import evaluate_run, run_config, summary_lines
+    from cxr_age.age_gap import analyse_age_gap, check_age_gap_run
+    from cxr_age.evaluation import evaluate, summary_lines
 
     run_dir = Path(args.run)
     if args.age_gap:
-        if run_config(run_dir).train.task != "regress":
-            raise CxrAgeError(f"{run_dir} is a classify run: --age-gap needs a regress run's predicted ages")
+        check_age_gap_run(run_dir)
         if args.split != "all":
             raise CxrAgeError("--age-gap fits its correction on val and reports on test: leave out --split")
     splits = ("val", "test") if args.split == "all" else (args.split,)
-    result = evaluate_run(run_dir, splits)
+    result = evaluate(run_dir, splits)
     print(f"{PROG}: {args.run} ({result['experiment']}, {result['task']})")
     for line in summary_lines(result):
         print(line)
     if args.age_gap:
-        from cxr_age.age_gap import analyse_age_gap
-        from cxr_age.evaluation import demo_note
-
         for line in analyse_age_gap(run_dir, note=demo_note(result["demo"])).lines():
             print(line)
         print(f"wrote {run_dir}: age_gap.json, age_gap_test.csv, age_gap_by_{{finding,sex,view}}.csv, "

@@ -9,15 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import positive_int, run_or_latest
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import RUNS_ROOT
+from cxr_age.run_files import DEMO_NOTICE
+from cxr_age.tasks import get_task
 
 if TYPE_CHECKING:
-    from cxr_age.prediction import TrainedModel
+    from cxr_age.age_model import AgeModel
 
 PROG = "cxr-age-predict"
 
@@ -49,17 +49,15 @@ def build_parser() -> Parser:
     return parser
 
 
-def model_summary(trained: TrainedModel) -> dict:
+def model_summary(model: AgeModel) -> dict:
     """What a reader needs to weigh the predictions: the run, whether it is a demonstration, and its test
     metrics beside the baseline (from the run's metrics.json)."""
-    summary = {"run": str(trained.run), "backbone": trained.config.train.backbone,
-               "image_size": trained.image_size, "demo": trained.config.train.demo}
-    metrics_file = trained.run / "metrics.json"
-    if metrics_file.is_file():
-        test = json.loads(metrics_file.read_text())["splits"].get("test")
-        if test:
-            key = "mae" if trained.task == "regress" else "macro_auc"
-            summary[f"test_{key}"] = {**test["model"][key], "baseline": test["baseline"][key]}
+    summary = {"run": str(model.run), "backbone": model.experiment.train.backbone,
+               "image_size": model.image_size, "demo": model.demo}
+    test = model.metrics.get("splits", {}).get("test")
+    if test:
+        key = get_task(model.task).headline_metric
+        summary[f"test_{key}"] = {**test["model"][key], "baseline": test["baseline"][key]}
     return summary
 
 
@@ -72,7 +70,7 @@ def _summary_line(name: str, summary: dict) -> str:
             parts.append(f"test {key[5:]} {value['value']:.2f}{unit} (95% CI {low:.2f}-{high:.2f}; "
                          f"baseline {value['baseline']:.2f})")
     if summary["demo"]:
-        parts.append("DEMONSTRATION model trained on the embedded sample: not a usable estimate")
+        parts.append(DEMO_NOTICE)
     return "; ".join(parts)
 
 
@@ -84,6 +82,11 @@ def _text_line(row: dict) -> str:
     if "saliency_png" in row:
         line += f"; saliency {row['saliency_png']}"
     return line
+
+
+def _print_rows(rows: list[dict]) -> None:
+    for row in rows:
+        print(_text_line(row))
 
 
 def _skipped_file(csv: Path) -> Path:
@@ -104,49 +107,35 @@ def _main(argv: Sequence[str] | None) -> None:
     if csv is not None:
         _check_new_file(csv)
     regress_run = run_or_latest(args.run, "regress")
-    from cxr_age.prediction import gather_inputs, load_trained, predict_batches, predictions_frame
+    from cxr_age.prediction import load_trained, predict_paths, predictions_frame
     from cxr_age.run_dir import write_csv
 
-    inputs = gather_inputs(args.paths)
     regressor = load_trained(regress_run, "regress")
     classifier = load_trained(Path(args.classify_run), "classify") if args.classify_run else None
     summaries = {"regressor": model_summary(regressor),
                  "classifier": model_summary(classifier) if classifier else None}
-    overlays = None
-    if args.saliency:
-        from cxr_age.saliency.overlay import StudyOverlays
-
-        folder = Path(args.overlay_dir) if args.overlay_dir else (csv.parent if csv else Path.cwd())
-        overlays = StudyOverlays(regressor.model, folder, summaries["regressor"]["demo"])
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
     for name, summary in summaries.items():
         if summary:
             echo(f"{PROG}: {_summary_line(name, summary)}")
-    rows, skipped = [], []
-    for batch in predict_batches(inputs.files, regressor, classifier, args.batch_size, not args.no_progress):
-        if overlays is not None and batch.rows:
-            overlays.add(batch.rows, batch.images)
-        rows.extend(batch.rows)
-        skipped.extend(batch.skipped)
-        if not args.json:
-            for row in batch.rows:
-                print(_text_line(row))
-    if not rows:
-        first = f"{skipped[0][0]}: {skipped[0][1]}"
-        raise CxrAgeError(first if len(skipped) == 1 else
-                          f"none of the {len(skipped)} image files could be read (first: {first})")
-    for path, reason in skipped:
+    overlay_dir = None
+    if args.saliency:
+        overlay_dir = Path(args.overlay_dir) if args.overlay_dir else (csv.parent if csv else Path.cwd())
+    result = predict_paths(args.paths, regressor, classifier, batch_size=args.batch_size, overlay_dir=overlay_dir,
+                           progress=not args.no_progress,
+                           on_rows=None if args.json else _print_rows)
+    for path, reason in result.skipped:
         print(f"{PROG}: skipped {path}: {reason}", file=sys.stderr)
-    skipped_frame = pd.DataFrame(skipped + inputs.ignored, columns=["file", "reason"])
+    skipped_frame = result.skipped_frame()
     if args.json:
-        print(json.dumps({**summaries, "predictions": rows,
+        print(json.dumps({**summaries, "predictions": result.rows,
                           "skipped": skipped_frame.to_dict(orient="records")}, indent=2))
     if csv is not None:
-        write_csv(predictions_frame(rows), csv)
+        write_csv(predictions_frame(result.rows), csv)
         if len(skipped_frame):
             write_csv(skipped_frame, _skipped_file(csv))
-    echo(f"{PROG}: {len(rows)} predicted, {len(skipped)} unreadable skipped, {len(inputs.ignored)} non-image "
-         f"files ignored" + (f"; wrote {csv}" if csv else ""))
+    echo(f"{PROG}: {len(result.rows)} predicted, {len(result.skipped)} unreadable skipped, {len(result.ignored)} "
+         "non-image files ignored" + (f"; wrote {csv}" if csv else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

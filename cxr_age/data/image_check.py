@@ -1,6 +1,6 @@
 """Find missing and undecodable image files before any training starts, so that no epoch stops halfway.
 
-Decodability is tested with the very decoder the training pipeline uses (`pipeline.decode_gray`), run as a
+Decodability is tested with the very decoder the training pipeline uses (`decode.find_unreadable`), run as a
 parallel tf.data pass; a file that passes here cannot fail to decode during an epoch.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 import pandas as pd
-from tqdm import tqdm
 
+from cxr_age.data.decode import find_unreadable
 from cxr_age.data.selection import Selection
 from cxr_age.data.store import PreparedStore
 from cxr_age.errors import CxrAgeError
@@ -23,40 +23,6 @@ def _first_five(names: pd.Series) -> str:
 def missing_files(frame: pd.DataFrame) -> pd.Series:
     """True for each row whose `path` is not a file."""
     return ~frame["path"].map(os.path.isfile)
-
-
-def find_unreadable(paths: list[str], progress: bool = True) -> dict[int, str]:
-    """Index -> decoder message for every file in `paths` that cannot be read and decoded."""
-    from cxr_age.data.pipeline import AUTOTUNE, decode_gray
-    from cxr_age.quiet_tf import tf
-
-    if not paths:
-        return {}
-
-    def probe(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return index, tf.shape(decode_gray(tf.io.read_file(path)))
-
-    data = tf.data.Dataset.from_tensor_slices((list(range(len(paths))), paths))
-    data = data.map(probe, num_parallel_calls=AUTOTUNE).ignore_errors().batch(64)
-    readable: set[int] = set()
-    with tqdm(total=len(paths), desc="checking images", unit="img", disable=None if progress else True) as bar:
-        for indices, _ in data:
-            readable.update(indices.numpy().tolist())
-            bar.update(len(indices))
-        bar.update(len(paths) - bar.n)
-    return {index: failure_reason(paths[index]) for index in sorted(set(range(len(paths))) - readable)}
-
-
-def failure_reason(path: str) -> str:
-    """Why the training decoder cannot read `path` (decoded again on its own, for the message)."""
-    from cxr_age.data.pipeline import decode_error_message, decode_gray
-    from cxr_age.quiet_tf import tf
-
-    try:
-        decode_gray(tf.io.read_file(path))
-        return "could not be decoded"
-    except (tf.errors.OpError, ValueError) as err:
-        return decode_error_message(err)
 
 
 def check_missing(selection: Selection, skip_missing: bool) -> Selection:

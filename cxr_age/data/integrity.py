@@ -11,17 +11,18 @@ import pandas as pd
 
 from cxr_age.data.splits import SPLITS, check_disjoint
 from cxr_age.errors import CxrAgeError
+from cxr_age.run_files import split_file
 
 
 def read_split(run_dir: Path, split: str) -> pd.DataFrame:
     """One of a run's split files as written by training (ids and image names kept as text)."""
-    return pd.read_csv(run_dir / f"{split}.csv", dtype={"patient_id": str, "image": str}, keep_default_na=False)
+    return pd.read_csv(split_file(run_dir, split), dtype={"patient_id": str, "image": str}, keep_default_na=False)
 
 
 def read_saved_splits(run_dir: Path) -> pd.DataFrame | None:
     """The run's `train.csv`, `val.csv` and `test.csv` stacked with their `split`, or None before any is
     written; a run with only some of them is an error."""
-    present = [split for split in SPLITS if (run_dir / f"{split}.csv").is_file()]
+    present = [split for split in SPLITS if (split_file(run_dir, split)).is_file()]
     if not present:
         return None
     if len(present) < len(SPLITS):

@@ -1,71 +1,20 @@
 """The tf.data input pipeline: image files to `(image, target)` batches.
 
-Images: PNG, JPEG, BMP or GIF; 8- or 16-bit; grayscale, gray+alpha, RGB or RGBA, all decoded to one
-channel. Intensities are divided by the type's maximum (255 or 65535) into [0, 1] and otherwise left as
-recorded: the paper names no normalisation, and a fixed scale keeps the exposure differences that carry
-information. Images are resized to a square of `image_size` with anti-aliasing (block averages for whole
-factors, else anti-aliased bilinear), so that downscaling 1024 px radiographs averages pixels instead of
-skipping them. Non-square images are stretched
-(every NIH image is square). Augmentation is off by default: the paper names none. With a prepared store
+Files are decoded and resized by `cxr_age.data.decode` in parallel; targets come from the task
+(`cxr_age.tasks`). Augmentation is off by default: the paper names none. With a prepared store
 (`cxr_age.data.store`) the same images are read back from uint8 shards instead of being decoded again.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import keras
 import pandas as pd
+import tensorflow as tf
 
-from cxr_age.data.ages import N_GROUPS, NO_GROUP
+from cxr_age.data.decode import AUTOTUNE, load_image
 from cxr_age.data.store import PreparedStore
 from cxr_age.errors import CxrAgeError
-from cxr_age.quiet_tf import keras, tf
-
-TASKS = ("regress", "classify")
-AUTOTUNE = tf.data.AUTOTUNE
-
-
-def decode_gray(contents: tf.Tensor) -> tf.Tensor:
-    """Encoded image bytes to a float32 `[height, width, 1]` tensor in [0, 1]."""
-    return tf.io.decode_image(contents, channels=1, dtype=tf.float32, expand_animations=False)
-
-
-def decode_error_message(err: Exception) -> str:
-    """The first line of a decoder error, without TensorFlow's op suffix."""
-    return str(getattr(err, "message", err)).splitlines()[0].split(" [Op:")[0]
-
-
-def resize_square(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """A `[height, width, 1]` image in [0, 1] to `[image_size, image_size, 1]`, anti-aliased. Shrinking by a
-    whole factor (1024 px to 512, 256, 128) averages each block of pixels (area resampling: exact, and twice
-    the throughput of the anti-aliased bilinear kernel, which runs on one core inside tf.data); any other
-    size uses anti-aliased bilinear filtering, whose wider kernel leaves no beat pattern at fractional factors."""
-    size = [image_size, image_size]
-    shape = tf.shape(image)[:2]
-    whole = tf.reduce_all(shape >= image_size) & tf.reduce_all(shape % image_size == 0)
-    image = tf.cond(whole, lambda: tf.image.resize(image, size, method="area"),
-                    lambda: tf.image.resize(image, size, method="bilinear", antialias=True))
-    return tf.clip_by_value(image, 0.0, 1.0)
-
-
-def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Read, decode and resize one image file to float32 `[image_size, image_size, 1]` in [0, 1]."""
-    return resize_square(decode_gray(tf.io.read_file(path)), image_size)
-
-
-def targets(frame: pd.DataFrame, task: str, age_scale: float) -> np.ndarray:
-    """Regression: age / `age_scale` in [0, 1] (the paper's sigmoid target). Classification: one-hot over the
-    nine age groups."""
-    if task == "regress":
-        return np.clip(frame["age"].to_numpy(np.float32) / np.float32(age_scale), 0.0, 1.0)
-    if task == "classify":
-        groups = frame["group"].to_numpy()
-        if (groups == NO_GROUP).any():
-            raise CxrAgeError(
-                f"{int((groups == NO_GROUP).sum())} images are older than 90, outside the nine age groups; "
-                "classification needs --max-age 90 or lower"
-            )
-        return np.eye(N_GROUPS, dtype=np.float32)[groups]
-    raise CxrAgeError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+from cxr_age.tasks import get_task
 
 
 def augmenter(seed: int) -> keras.Sequential:
@@ -104,7 +53,7 @@ def make_dataset(
     """Batches of `(image, normalised_age)` for `regress` or `(image, one_hot_group)` for `classify` from the
     `path` column: shuffled order (seeded, reshuffled each epoch), then either parallel decode of the files or,
     with a prepared `store` of this size, batched reads of its rows; batch, optional augmentation, prefetch."""
-    y = targets(frame, task, age_scale)
+    y = get_task(task).targets(frame, age_scale)
     if store is not None and store.image_size != image_size:
         raise CxrAgeError(f"the prepared store {store.folder} holds {store.image_size} px images, not {image_size}")
     sources = store.ids(frame["path"]) if store is not None else frame["path"].to_numpy(dtype=str)

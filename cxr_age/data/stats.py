@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from cxr_age.data.ages import GROUP_LABELS, NO_GROUP  # noqa: E402
-from cxr_age.data.splits import SPLITS  # noqa: E402
-from cxr_age.run_dir import write_atomic  # noqa: E402
+from cxr_age.data.ages import GROUP_LABELS, NO_GROUP
+from cxr_age.data.splits import SPLITS
+from cxr_age.figures import new_figure
+from cxr_age.run_dir import write_atomic
 
 
 def group_split_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -38,7 +35,7 @@ def age_histogram(frame: pd.DataFrame, path: Path, removed: int, max_age: float,
     """The paper's Figure 1: number of images per year of age, after removing ages above `max_age`."""
     ages = np.floor(frame["age"].to_numpy()).astype(int)
     counts = np.bincount(ages, minlength=int(max_age) + 1)
-    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=120)
+    figure, axes = new_figure(figsize=(8, 4.5), dpi=120)
     axes.bar(np.arange(len(counts)), counts, width=1.0, color="#3b6ea5", edgecolor="white", linewidth=0.3)
     axes.set_xlabel("age (years)")
     axes.set_ylabel("number of images")
@@ -47,5 +44,4 @@ def age_histogram(frame: pd.DataFrame, path: Path, removed: int, max_age: float,
     figure.text(0.01, 0.01, source, fontsize=7, color="gray")
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     write_atomic(path, lambda tmp: figure.savefig(tmp, format="png"))
-    plt.close(figure)
     return path

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from tqdm import tqdm
 
+from cxr_age.data.decode import AUTOTUNE, failure_reason, load_image
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import LOCK, run_lock, write_atomic, write_csv, write_json
 
@@ -63,10 +65,6 @@ def _shard_is_complete(folder: Path, shard: int) -> bool:
 
 def _decode_shard(paths: list[str], image_size: int) -> tuple[np.ndarray, dict[int, str]]:
     """Decode and resize `paths` in parallel with the training pipeline; rows that fail stay zero."""
-    from cxr_age.data.image_check import failure_reason
-    from cxr_age.data.pipeline import AUTOTUNE, load_image
-    from cxr_age.quiet_tf import tf
-
     def load(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return index, tf.cast(tf.round(load_image(path, image_size)[..., 0] * 255.0), tf.uint8)
 

@@ -8,23 +8,23 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
-from cxr_age.config import ExperimentConfig
+from cxr_age.config import Experiment
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.errors import CxrAgeError
-from cxr_age.evaluation import load_run, run_config, split_frame
-from cxr_age.quiet_tf import keras
+from cxr_age.evaluation import load_network, run_config, split_frame
 from cxr_age.run_dir import new_run_dir, write_atomic, write_csv, write_json
+from cxr_age.run_files import demo_note
 from cxr_age.saliency import plots
 from cxr_age.saliency.average import SUBSETS, GroupMaps, average_group
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 from cxr_age.saliency.regions import default_regions_file, load_regions, mass_shares, region_masks, top_shares
 from cxr_age.saliency.sanity import SanityResult, cascading_randomisation
-
-DEMO_NOTE = "DEMONSTRATION on the embedded sample (few images, short training): not a finding"
+from cxr_age.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def region_table(groups: list[GroupMaps], masks: dict[str, np.ndarray]) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def _sanity(model: keras.Model, config: ExperimentConfig, request: SaliencyRequest,
+def _sanity(model: keras.Model, config: Experiment, request: SaliencyRequest,
             selected: pd.DataFrame) -> SanityResult:
     sample = selected.sample(min(request.sanity_images, len(selected)), random_state=config.data.seed)
     data = make_dataset(sample, config.train.task, config.data.image_size, len(sample),
@@ -103,14 +103,12 @@ def _write_group(group: GroupMaps, folder: Path, method: str, note: str) -> None
     plots.group_figure(group, method, folder / f"saliency_{group.label}.png", note)
 
 
-def _summary(request: SaliencyRequest, config: ExperimentConfig, groups: list[GroupMaps], empty: list[str],
+def _summary(request: SaliencyRequest, config: Experiment, groups: list[GroupMaps], empty: list[str],
              folder: Path) -> dict:
-    regress = config.train.task == "regress"
     return {
         "run": str(request.run), "task": config.train.task, "experiment": config.name, "demo": config.train.demo,
         **request.settings.describe(), "split": request.split, "limit": request.limit, "batch_size": request.batch_size,
-        "correct_means": f"|predicted - true age| <= {request.tolerance:g} years" if regress
-        else "predicted group = true group",
+        "correct_means": get_task(config.train.task).correct_means(request.tolerance),
         "regions_file": str(request.regions_file or default_regions_file()),
         "groups": {group.label: {**{subset: group.count(subset) for subset in SUBSETS}, "empty_maps": group.empty_maps}
                    for group in groups},
@@ -129,10 +127,10 @@ def analyse(request: SaliencyRequest, out: str | None = None, progress: bool = T
     if len(empty) == len(selected):
         raise CxrAgeError(f"the {request.split} split of {request.run} has no images in age group(s) "
                           f"{', '.join(empty)}")
-    _, model = load_run(request.run)
+    model = load_network(request.run)
     maps = SaliencyMaps(model, config.train.task, request.settings)
     folder = new_run_dir(out, f"{request.settings.method}-{request.split}", root=request.run / "saliency")
-    note = DEMO_NOTE if config.train.demo else ""
+    note = demo_note(config.train.demo)
     method = request.settings.method
     mapped = {label: part for label, part in selected.items() if not part.empty}
     groups = []

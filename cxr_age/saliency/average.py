@@ -6,17 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cxr_age.config import ExperimentConfig
-from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.config import Experiment
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.store import matching_store
-from cxr_age.evaluation import predicted_values
-from cxr_age.quiet_tf import keras
 from cxr_age.saliency.methods import SaliencyMaps
+from cxr_age.tasks import get_task
 
 SUBSETS = ("all", "correct", "wrong")
 
@@ -61,13 +60,12 @@ def correct_predictions(outputs: np.ndarray, batch: pd.DataFrame, task: str, age
                         tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """The prediction per image (age in years, or group label) and whether it is correct: within
     `tolerance` years of the true age (regressor) or the true group (classifier)."""
-    predicted = predicted_values(outputs, task, age_scale)
-    if task == "regress":
-        return predicted, np.abs(predicted - batch["age"].to_numpy()) <= tolerance
-    return predicted, predicted == np.asarray(GROUP_LABELS)[batch["group"].to_numpy()]
+    described = get_task(task)
+    predicted = described.decode(outputs, age_scale)
+    return predicted, described.correct(predicted, batch, tolerance)
 
 
-def average_group(maps: SaliencyMaps, model: keras.Model, frame: pd.DataFrame, config: ExperimentConfig,
+def average_group(maps: SaliencyMaps, model: keras.Model, frame: pd.DataFrame, config: Experiment,
                   label: str, batch_size: int, tolerance: float, progress: bool = True) -> GroupMaps:
     """Predict and map every image of `frame` (one age group) in batches, accumulating running means."""
     task = config.train.task

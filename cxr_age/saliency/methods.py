@@ -21,7 +21,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import keras
 import numpy as np
+import tensorflow as tf
 from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
@@ -33,8 +35,8 @@ from tf_keras_vis.utils.scores import CategoricalScore
 
 from cxr_age.errors import CxrAgeError
 from cxr_age.models import FEATURE_LAYER
-from cxr_age.quiet_tf import keras, tf
 from cxr_age.saliency import CAM_METHODS, METHODS
+from cxr_age.tasks import get_task
 
 _VISUALIZERS = {"saliency": Saliency, "smoothgrad": Saliency, "gradcam": Gradcam, "gradcam++": GradcamPlusPlus,
                 "scorecam": Scorecam, "layercam": Layercam}
@@ -90,25 +92,28 @@ def _check_layer(model: keras.Model, name: str) -> None:
 
 class SaliencyMaps:
     """Per-image maps of one model by one method: `maps(images, groups)` takes a float32 batch
-    `[n, h, w, 1]` and each image's age-group index, and returns `[n, h, w]` maps in [0, 1]."""
+    `[n, h, w, 1]` and, for a classifier, each image's age-group index to explain (a regressor's maps
+    explain its age output), and returns `[n, h, w]` maps in [0, 1]."""
 
     def __init__(self, model: keras.Model, task: str, settings: MapSettings, clone: bool = True) -> None:
         """`clone=False` linearises `model` itself instead of a copy: for a private copy whose weights the
         caller goes on changing (the sanity check), so that one visualiser follows every change."""
-        self.task = task
+        self.single_output = get_task(task).units == 1
         self.settings = settings
         self.layer = settings.layer or FEATURE_LAYER
         if settings.method in CAM_METHODS:
             _check_layer(model, self.layer)
         modifiers: list[Callable] = [ReplaceToLinear()]
-        if task == "regress" and settings.method == "scorecam":
+        if self.single_output and settings.method == "scorecam":
             modifiers.append(_two_logits)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.visualizer = _VISUALIZERS[settings.method](model, model_modifier=modifiers, clone=clone)
 
-    def _score(self, groups: np.ndarray) -> Callable:
-        if self.task == "classify":
+    def _score(self, groups: np.ndarray | None) -> Callable:
+        if not self.single_output:
+            if groups is None:
+                raise CxrAgeError("a classifier's maps need the age group of each image to explain")
             return CategoricalScore([int(g) for g in groups])
         if self.settings.method == "scorecam":
             return lambda output: output[:, 1]
@@ -125,7 +130,7 @@ class SaliencyMaps:
             options["max_N"] = SCORECAM_CHANNELS
         return options
 
-    def __call__(self, images: np.ndarray | tf.Tensor, groups: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray | tf.Tensor, groups: np.ndarray | None = None) -> np.ndarray:
         images = tf.convert_to_tensor(images, tf.float32)
         # tf-keras-vis passes the input as a one-element list (a Keras 3 structure warning) and Score-CAM
         # calls `model.predict`, whose progress bar would break ours: both are muted here.

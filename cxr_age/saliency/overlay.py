@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from cxr_age.quiet_tf import keras
 from cxr_age.run_dir import claim_file
+from cxr_age.run_files import demo_note
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 from cxr_age.saliency.plots import study_figure
-
-DEMO_NOTE = "DEMONSTRATION model trained on the embedded sample: not a finding"
 
 
 class StudyOverlays:
@@ -21,11 +20,11 @@ class StudyOverlays:
     def __init__(self, regressor: keras.Model, folder: Path, demo: bool) -> None:
         self.maps = SaliencyMaps(regressor, "regress", MapSettings("saliency"))
         self.folder = folder
-        self.note = DEMO_NOTE if demo else ""
+        self.note = demo_note(demo)
 
     def add(self, rows: list[dict], images: np.ndarray) -> None:
         """Map a batch (`images` in the order of `rows`) and record each overlay's path in its row."""
-        maps = self.maps(images, np.zeros(len(rows), dtype=int))
+        maps = self.maps(images)
         for row, image, saliency in zip(rows, images, maps):
             name = Path(row["file"])
             path = claim_file(self.folder, f"{name.stem}_saliency", ".png")

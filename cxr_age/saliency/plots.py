@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from cxr_age.figures import plt, save_figure
+from cxr_age.figures import new_figure, save_figure
 from cxr_age.saliency.average import SUBSETS, GroupMaps
 from cxr_age.saliency.regions import ELSEWHERE
 from cxr_age.saliency.sanity import SURVIVAL_THRESHOLD, SanityResult
@@ -17,7 +19,7 @@ COLOURS = "inferno"
 SCALE_LABEL = "saliency (panel maximum = 1)"
 
 
-def _overlay(axes: plt.Axes, image: np.ndarray | None, saliency: np.ndarray | None, title: str):
+def _overlay(axes: Axes, image: np.ndarray | None, saliency: np.ndarray | None, title: str):
     axes.set_axis_off()
     axes.set_title(title, fontsize=9)
     if saliency is None:
@@ -30,7 +32,7 @@ def _overlay(axes: plt.Axes, image: np.ndarray | None, saliency: np.ndarray | No
 
 def group_figure(group: GroupMaps, method: str, path: Path, note: str = "") -> Path:
     """The group's average map over its average image: all images, then correct and wrong predictions."""
-    figure, axes = plt.subplots(1, len(SUBSETS), figsize=(4 * len(SUBSETS), 4.4), layout="constrained")
+    figure, axes = new_figure(1, len(SUBSETS), figsize=(4 * len(SUBSETS), 4.4), layout="constrained")
     shown = None
     for ax, subset in zip(axes, SUBSETS):
         title = f"{group.label} years, {subset} (n={group.count(subset)})"
@@ -43,7 +45,7 @@ def group_figure(group: GroupMaps, method: str, path: Path, note: str = "") -> P
 
 def study_figure(image: np.ndarray, saliency: np.ndarray, title: str, path: Path, note: str = "") -> Path:
     """One image with its map: the radiograph as the model saw it, and the map over it."""
-    figure, axes = plt.subplots(1, 2, figsize=(8, 4.4), layout="constrained")
+    figure, axes = new_figure(1, 2, figsize=(8, 4.4), layout="constrained")
     axes[0].imshow(image, cmap="gray", vmin=0, vmax=1)
     axes[0].set_axis_off()
     axes[0].set_title("model input", fontsize=9)
@@ -56,7 +58,7 @@ def study_figure(image: np.ndarray, saliency: np.ndarray, title: str, path: Path
 def grid_figure(groups: list[GroupMaps], method: str, path: Path, note: str = "") -> Path:
     """Average maps of every age group in order, three per row (the paper's saliency figure)."""
     rows = int(np.ceil(len(groups) / 3))
-    figure, axes = plt.subplots(rows, 3, figsize=(10, 3.4 * rows), squeeze=False, layout="constrained")
+    figure, axes = new_figure(rows, 3, figsize=(10, 3.4 * rows), squeeze=False, layout="constrained")
     shown = None
     for ax, group in zip(axes.flat, groups):
         shown = _overlay(ax, group.image.mean(), group.maps["all"].mean(),
@@ -72,7 +74,7 @@ def grid_figure(groups: list[GroupMaps], method: str, path: Path, note: str = ""
 def region_figure(table: pd.DataFrame, path: Path, note: str = "") -> Path:
     """Share of saliency mass per region across the age groups (all images), with each region's area."""
     shares = table[table["subset"] == "all"]
-    figure, axes = plt.subplots(figsize=(8, 4.5))
+    figure, axes = new_figure(figsize=(8, 4.5))
     for region, part in shares.groupby("region", sort=False):
         style = ":" if region == ELSEWHERE else "-"
         axes.plot(part["group"], 100 * part["mass_share"], style, marker="o",
@@ -87,7 +89,7 @@ def sanity_figure(result: SanityResult, method: str, path: Path, note: str = "")
     """Mean rank correlation with the trained maps as stages are randomised, and one image's maps."""
     table = result.table
     examples = list(result.examples.items())
-    figure = plt.figure(figsize=(2.2 * len(examples), 6))
+    figure = Figure(figsize=(2.2 * len(examples), 6))
     top = figure.add_subplot(2, 1, 1)
     x = np.arange(len(table))
     spread = [table["spearman"] - table["ci95_low"], table["ci95_high"] - table["spearman"]]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from cxr_age.quiet_tf import keras
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 
 # A mean rank correlation at or above this, with every stage randomised, flags the method.

@@ -1,0 +1,132 @@
+"""A finished run as one object: its settings, test metrics and best model. It owns its preprocessing (as
+keras-hub's Task objects do): files and arrays become exactly what training fed the network, and its
+outputs come back as ages in years or age-group probabilities. Saliency maps come from tf-keras-vis, the
+successor of the keras-vis the paper used (Karargyris et al., SPIE 2019)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from cxr_age.config import Experiment
+from cxr_age.data.decode import image_from_array, read_image
+from cxr_age.errors import CxrAgeError
+from cxr_age.evaluation import load_network, run_config
+from cxr_age.run_files import METRICS
+from cxr_age.tasks import Task, get_task
+
+Images = str | Path | np.ndarray | Sequence[str | Path | np.ndarray]
+
+
+def _items(images: Images) -> list[str | Path | np.ndarray]:
+    """One image or many as a list: a path, a list of paths or arrays, a 2-D or `[h, w, 1|3|4]` array (one
+    image), a `[n, h, w]` stack of gray images or a `[n, h, w, c]` batch."""
+    if isinstance(images, (str, Path)):
+        return [images]
+    if isinstance(images, np.ndarray):
+        one = images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4))
+        return [images] if one else list(images)
+    return list(images)
+
+
+class AgeModel:
+    """A trained age regressor or age-group classifier, loaded from its run folder.
+
+    Examples:
+        >>> model = cxr_age.AgeModel.load("runs/regress-demo-1a2b3c4d")
+        >>> model.task, model.image_size
+        ('regress', 128)
+        >>> model.predict("data/sample/images/00000075_000.png")["predicted_age"]
+        >>> maps = model.saliency(["a.png", "b.png"], method="gradcam")
+    """
+
+    def __init__(self, run: Path, experiment: Experiment, network: keras.Model) -> None:
+        self.run = run
+        self.experiment = experiment
+        self.network = network
+        self._visualisers: dict[str, object] = {}
+
+    @classmethod
+    def load(cls, run: str | Path) -> AgeModel:
+        """The best model of a finished run, in Keras safe mode (a model file carrying Python code is
+        refused), after checking the run's split files."""
+        run = Path(run)
+        return cls(run, run_config(run), load_network(run))
+
+    @property
+    def task(self) -> str:
+        """`regress` or `classify`."""
+        return self.experiment.train.task
+
+    @property
+    def image_size(self) -> int:
+        """The square input size in pixels that every image is resized to."""
+        return self.experiment.data.image_size
+
+    @property
+    def demo(self) -> bool:
+        """True for a demonstration run on the embedded sample: its predictions are not usable estimates."""
+        return self.experiment.train.demo
+
+    @property
+    def metrics(self) -> dict:
+        """The run's `metrics.json` (per split: each metric with its 95% interval, and the baseline)."""
+        path = self.run / METRICS
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def preprocess(self, images: Images) -> np.ndarray:
+        """Files (PNG, JPEG, BMP, GIF, DICOM) or arrays (uint8, uint16, or float in [0, 1]; any size) as the
+        network's float32 input `[n, size, size, 1]`, through the training decoder and resize."""
+        items = _items(images)
+        if not items:
+            raise CxrAgeError("no images given")
+        return np.stack([read_image(Path(item), self.image_size) if isinstance(item, (str, Path))
+                         else image_from_array(item, self.image_size) for item in items])
+
+    def outputs(self, inputs: np.ndarray) -> np.ndarray:
+        """The network's outputs for a preprocessed batch, computed eagerly (no graph trace for a handful)."""
+        return np.asarray(self.network(inputs, training=False))
+
+    def predict(self, images: Images, batch_size: int = 32) -> pd.DataFrame:
+        """One row per image: `predicted_age` in years (regressor), or the nine `p_<group>` probabilities and
+        `predicted_group` (classifier). The `image` column names the file, or `array <i>`.
+
+        Args:
+            images: a path, an array, or a list of them (see `preprocess`).
+            batch_size: images per forward pass.
+        """
+        items = _items(images)
+        task = self._task()
+        batches = [self.outputs(self.preprocess(items[start:start + batch_size]))
+                   for start in range(0, len(items), batch_size)] if items else []
+        if not batches:
+            raise CxrAgeError("no images given")
+        columns = task.prediction_columns(np.concatenate(batches), self.experiment.train.age_scale)
+        names = [str(item) if isinstance(item, (str, Path)) else f"array {i}" for i, item in enumerate(items)]
+        return pd.DataFrame({"image": names, **columns})
+
+    def saliency(self, images: Images, method: str = "saliency", group: int | str | None = None) -> np.ndarray:
+        """Per-image saliency maps `[n, size, size]` in [0, 1] (tf-keras-vis; `method` one of saliency,
+        smoothgrad, gradcam, gradcam++, scorecam, layercam).
+
+        Args:
+            images: a path, an array, or a list of them (see `preprocess`).
+            method: the tf-keras-vis method; `saliency` (vanilla gradients) is the paper's.
+            group: classifier only: the age group whose score is explained (`"70-80"` or its index); by
+                default each image's predicted group. A regressor's maps explain its age output.
+        """
+        from cxr_age.saliency.methods import MapSettings, SaliencyMaps
+
+        inputs = self.preprocess(images)
+        if method not in self._visualisers:
+            self._visualisers[method] = SaliencyMaps(self.network, self.task, MapSettings(method))
+        groups = self._task().saliency_groups(group, len(inputs), lambda: self.outputs(inputs))
+        return self._visualisers[method](inputs, groups)
+
+    def _task(self) -> Task:
+        return get_task(self.task)
