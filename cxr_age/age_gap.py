@@ -33,6 +33,7 @@ FACETS = {"finding": "findings", "sex": "sex", "view": "view"}
 NOT_RECORDED = "(not recorded)"
 MIN_PATIENTS_FOR_INTERVAL = 2
 GAPS = {"gap": "raw gap (predicted - true age)", "corrected_gap": "corrected gap (validation-fitted age trend removed)"}
+BEYOND = "beyond_interval"  # 1 where the true age lies outside the run's conformal interval
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ def with_gaps(predictions: pd.DataFrame, correction: Correction) -> pd.DataFrame
     frame = predictions.copy()
     frame["gap"] = frame["predicted_age"] - frame["age"]
     frame["corrected_gap"] = frame["gap"] - correction.trend(frame["age"].to_numpy(float))
+    if "interval_low" in frame:
+        # a gap larger than the model's own calibrated error explains: the true age outside the interval
+        frame[BEYOND] = ((frame["age"] < frame["interval_low"]) | (frame["age"] > frame["interval_high"])).astype(float)
     return frame
 
 
@@ -97,7 +101,7 @@ def facet_table(frame: pd.DataFrame, facet: str, seed: int = 0) -> pd.DataFrame:
         part = expanded[expanded["level"] == level]
         row = {"by": facet, "level": level, "images": len(part), "patients": int(part["patient_id"].nunique()),
                "mean_age": float(part["age"].mean()) if len(part) else float("nan")}
-        for column in GAPS:
+        for column in [*GAPS, BEYOND] if BEYOND in frame else GAPS:
             row[f"mean_{column}"], row[f"{column}_ci95_low"], row[f"{column}_ci95_high"] = (
                 _mean_with_interval(part, column, seed))
         rows.append(row)
@@ -129,6 +133,11 @@ class AgeGap:
             mean = test["mean"][column]
             lines.append(f"  {name}: mean {mean['mean']:+.2f} years (95% CI {mean['ci95_low']:+.2f} to "
                          f"{mean['ci95_high']:+.2f}); correlation with age {test['correlation_with_age'][column]:+.2f}")
+        if BEYOND in test["mean"]:
+            beyond = test["mean"][BEYOND]
+            lines.append(f"  true age beyond the conformal interval (a gap larger than the model's own error "
+                         f"explains): {beyond['mean']:.1%} of images (95% CI {beyond['ci95_low']:.1%} to "
+                         f"{beyond['ci95_high']:.1%}); per finding, sex and view in the tables")
         for facet, table in self.tables.items():
             lines.append(f"  by {facet}: patients, mean raw gap, mean corrected gap (95% CI), years")
             for row in table.itertuples():
@@ -167,7 +176,7 @@ def analyse_age_gap(run_dir: Path, seed: int = 0, note: str = "") -> AgeGap:
     for facet, table in tables.items():
         write_csv(table, run_dir / f"age_gap_by_{facet}.csv")
     overall = {column: dict(zip(("mean", "ci95_low", "ci95_high"), _mean_with_interval(test, column, seed)))
-               for column in GAPS}
+               for column in ([*GAPS, BEYOND] if BEYOND in test else GAPS)}
     summary = {
         "definitions": GAPS,
         "correction": {"fitted_on": "val", "images": correction.images, "intercept": correction.intercept,

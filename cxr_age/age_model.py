@@ -13,12 +13,15 @@ import keras
 import numpy as np
 import pandas as pd
 
+from cxr_age.calibration import Calibration
 from cxr_age.config import Experiment
+from cxr_age.conformal import AgeIntervals
 from cxr_age.data.decode import image_from_array, read_image
 from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import load_network, run_config
-from cxr_age.run_files import METRICS
+from cxr_age.run_files import CALIBRATION, CONFORMAL, METRICS
 from cxr_age.tasks import Task, get_task
+from cxr_age.uncertainty import uncertainty_columns
 
 Images = str | Path | np.ndarray | Sequence[str | Path | np.ndarray]
 
@@ -50,6 +53,10 @@ class AgeModel:
         self.experiment = experiment
         self.network = network
         self._visualisers: dict[str, object] = {}
+        ages = self._task().predicts_age
+        self.intervals = AgeIntervals.load(run / CONFORMAL) if ages and (run / CONFORMAL).is_file() else None
+        self.calibration = (Calibration.load(run / CALIBRATION) if not ages and (run / CALIBRATION).is_file()
+                            else None)
 
     @classmethod
     def load(cls, run: str | Path) -> AgeModel:
@@ -92,23 +99,31 @@ class AgeModel:
         """The network's outputs for a preprocessed batch, computed eagerly (no graph trace for a handful)."""
         return np.asarray(self.network(inputs, training=False))
 
-    def predict(self, images: Images, batch_size: int = 32) -> pd.DataFrame:
-        """One row per image: `predicted_age` in years (regressor), or the nine `p_<group>` probabilities and
-        `predicted_group` (classifier). The `image` column names the file, or `array <i>`.
+    def columns(self, outputs: np.ndarray, coverage: float | None = None) -> pd.DataFrame:
+        """The network's outputs as predictions, with how sure the model is where the run was calibrated."""
+        frame = pd.DataFrame(self._task().prediction_columns(outputs, self.experiment.train.age_scale))
+        return uncertainty_columns(frame, self.intervals, self.calibration, coverage)
+
+    def predict(self, images: Images, batch_size: int = 32, coverage: float | None = None) -> pd.DataFrame:
+        """One row per image: `predicted_age` in years with its conformal interval `interval_low` ..
+        `interval_high` (regressor), or the nine `p_<group>` probabilities, `predicted_group`, the
+        calibrated `expected_age` and the conformal `prediction_set` (classifier). The `image` column names
+        the file, or `array <i>`.
 
         Args:
             images: a path, an array, or a list of them (see `preprocess`).
             batch_size: images per forward pass.
+            coverage: the intervals' or sets' coverage (default: the run's, 90%).
         """
         items = _items(images)
-        task = self._task()
         batches = [self.outputs(self.preprocess(items[start:start + batch_size]))
                    for start in range(0, len(items), batch_size)] if items else []
         if not batches:
             raise CxrAgeError("no images given")
-        columns = task.prediction_columns(np.concatenate(batches), self.experiment.train.age_scale)
         names = [str(item) if isinstance(item, (str, Path)) else f"array {i}" for i, item in enumerate(items)]
-        return pd.DataFrame({"image": names, **columns})
+        frame = self.columns(np.concatenate(batches), coverage)
+        frame.insert(0, "image", names)
+        return frame
 
     def saliency(self, images: Images, method: str = "saliency", group: int | str | None = None) -> np.ndarray:
         """Per-image saliency maps `[n, size, size]` in [0, 1] (tf-keras-vis; `method` one of saliency,

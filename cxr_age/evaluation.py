@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from cxr_age import figures
 from cxr_age.config import Experiment, load_experiment
+from cxr_age.conformal import DEFAULT_COVERAGE
 from cxr_age.data.image_check import missing_files
 from cxr_age.data.integrity import check_saved_splits, read_split
 from cxr_age.data.pipeline import make_dataset
@@ -21,6 +22,7 @@ from cxr_age.losses import YearsMAE, r2_loss  # noqa: F401 - registers the custo
 from cxr_age.run_dir import write_csv, write_json
 from cxr_age.run_files import CONFIG, DEMO_NOTICE, HISTORY, METRICS, MODEL, demo_note, predictions_file, split_file
 from cxr_age.tasks import get_task
+from cxr_age.uncertainty import UNCERTAINTY
 
 KEEP = ["image", "patient_id", "age", "group", "sex", "view", "findings"]
 
@@ -90,14 +92,17 @@ def _classification_figures(run_dir: Path, split: str, predictions: pd.DataFrame
 FIGURES = {"regress": _regression_figures, "classify": _classification_figures}
 
 
-def evaluate(run: str | Path, splits: Sequence[str] = ("val", "test")) -> dict:
+def evaluate(run: str | Path, splits: Sequence[str] = ("val", "test"), coverage: float = DEFAULT_COVERAGE) -> dict:
     """Predict `splits` of a finished run with its best model and write the predictions, `metrics.json` and
     figures into the run; return the metrics (each with its 95% patient-bootstrap interval, beside the
-    baseline fitted on the training split).
+    baseline fitted on the training split). With the validation predictions at hand, the test split also
+    gets how sure the model is: conformal prediction intervals (regressor) or temperature scaling,
+    prediction sets and the expected age (classifier), fitted on val at `coverage`.
 
     Args:
         run: a run folder written by `cxr_age.train` or `cxr-age-train`.
         splits: which of `val` and `test` to evaluate.
+        coverage: the nominal coverage of the intervals or prediction sets.
 
     Examples:
         >>> metrics = cxr_age.evaluate("runs/regress-demo-1a2b3c4d")
@@ -110,18 +115,28 @@ def evaluate(run: str | Path, splits: Sequence[str] = ("val", "test")) -> dict:
     train = read_split(run_dir, "train")
     note = demo_note(experiment.train.demo)
     result = {"experiment": experiment.name, "task": task.name, "demo": experiment.train.demo, "splits": {}}
-    for split in splits:
-        predictions = predict_split(network, split_frame(run_dir, split), experiment)
-        write_csv(predictions, predictions_file(run_dir, split))
-        metrics = task.metrics(predictions, train, experiment.data.seed)
+    predictions = {split: predict_split(network, split_frame(run_dir, split), experiment) for split in splits}
+    val = predictions.get("val", _saved_predictions(run_dir, "val"))
+    if "test" in predictions and val is not None:
+        predictions["test"], uncertainty = UNCERTAINTY[task.name](run_dir, experiment, val, predictions["test"],
+                                                                 coverage, note)
+        result["uncertainty"] = uncertainty
+    for split, frame in predictions.items():
+        write_csv(frame, predictions_file(run_dir, split))
+        metrics = task.metrics(frame, train, experiment.data.seed)
         result["splits"][split] = metrics
-        FIGURES[task.name](run_dir, split, predictions, metrics, note)
+        FIGURES[task.name](run_dir, split, frame, metrics, note)
     history = run_dir / HISTORY
     if history.is_file():
         loss_name = task.loss_description(experiment.train.loss)
         figures.loss_curves(pd.read_csv(history), run_dir / "loss_curves.png", loss_name, note)
     write_json(result, run_dir / METRICS)
     return result
+
+
+def _saved_predictions(run_dir: Path, split: str) -> pd.DataFrame | None:
+    path = predictions_file(run_dir, split)
+    return pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False) if path.is_file() else None
 
 
 def summary_lines(result: dict) -> list[str]:
@@ -138,4 +153,29 @@ def summary_lines(result: dict) -> list[str]:
             unit = " years" if name in ("mae", "rmse") else ""
             lines.append(f"  {name:>20}: {value['value']:.3f}{unit} (95% CI {low:.3f} to {high:.3f}); "
                          f"baseline {base[name]:.3f}")
+    if "uncertainty" in result:
+        lines += uncertainty_lines(result["uncertainty"])
     return lines
+
+
+def _value(metric: dict, digits: int = 2) -> str:
+    low, high = metric["ci95"]
+    return f"{metric['value']:.{digits}f} (95% CI {low:.{digits}f} to {high:.{digits}f})"
+
+
+def uncertainty_lines(report: dict) -> list[str]:
+    """How sure the model is on the test split, in words (intervals or calibration, fitted on val)."""
+    if "coverage" in report:
+        lines = [f"test: {report['nominal']:.0%} conformal intervals (calibrated on val) cover "
+                 f"{_value(report['coverage'])} of true ages; mean width {_value(report['mean_width'], 1)} years"]
+        lines += [f"  {label:>8}: coverage {_value(group['coverage'])}, width {group['mean_width']:.1f} years, "
+                  f"{group['images']} images" for label, group in report["per_group"].items()]
+        return lines
+    sets = report["sets"]
+    return [f"test: expected calibration error {_value(report['ece_before'], 3)} before and "
+            f"{_value(report['ece_after'], 3)} after temperature scaling (T = {report['temperature']:.2f}, fitted "
+            "on val)",
+            f"test: {sets['nominal']:.0%} prediction sets cover {_value(sets['coverage'])} of true groups with "
+            f"{_value(sets['mean_size'])} groups on average",
+            f"test: expected age (probability-weighted group midpoints) MAE {_value(report['expected_age_mae'], 1)} "
+            f"years; median baseline {report['median_baseline_mae']:.1f}"]

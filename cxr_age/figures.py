@@ -50,15 +50,20 @@ def loss_curves(history: pd.DataFrame, path: Path, loss_name: str, note: str = "
     return save_figure(figure, path, note)
 
 
+def _against_identity(axes: Any, limit: float, label: str, xlabel: str, ylabel: str) -> None:
+    """The dashed diagonal of perfect agreement on square axes from 0 to `limit`, labelled, with a legend."""
+    axes.plot([0, limit], [0, limit], color="gray", linestyle="--", label=label)
+    axes.set_xlim(0, limit)
+    axes.set_ylim(0, limit)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.legend(loc="upper left")
+
+
 def predicted_vs_true(frame: pd.DataFrame, path: Path, note: str = "") -> Path:
     figure, axes = new_figure(figsize=(5, 5))
     axes.scatter(frame["age"], frame["predicted_age"], s=6, alpha=0.4)
-    axes.plot([0, 90], [0, 90], color="gray", linestyle="--", label="perfect")
-    axes.set_xlim(0, 90)
-    axes.set_ylim(0, 90)
-    axes.set_xlabel("true age (years)")
-    axes.set_ylabel("predicted age (years)")
-    axes.legend(loc="upper left")
+    _against_identity(axes, 90, "perfect", "true age (years)", "predicted age (years)")
     return save_figure(figure, path, note)
 
 
@@ -162,4 +167,36 @@ def gap_by_finding(table: pd.DataFrame, path: Path, note: str = "") -> Path:
                     fontsize=8)
     axes.set_xlabel("mean predicted - true age (years); n = patients")
     axes.legend(fontsize=8, loc="lower right")
+    return save_figure(figure, path, note)
+
+
+def coverage_by_group(per_group: dict, nominal: float, path: Path, note: str = "") -> Path:
+    """Empirical coverage of the prediction intervals per true age group with 95% intervals, against the
+    nominal level, and the mean interval width: where the intervals keep their promise and what it costs."""
+    labels = list(per_group)
+    values = np.array([per_group[label]["coverage"]["value"] for label in labels])
+    lows = np.array([per_group[label]["coverage"]["ci95"][0] for label in labels])
+    highs = np.array([per_group[label]["coverage"]["ci95"][1] for label in labels])
+    figure, (top, bottom) = new_figure(2, 1, figsize=(7, 6), sharex=True)
+    x = np.arange(len(labels))
+    top.errorbar(x, values, yerr=[np.nan_to_num(values - lows), np.nan_to_num(highs - values)], marker="o",
+                 capsize=3, linestyle="none")
+    top.axhline(nominal, color="gray", linestyle="--", label=f"nominal {nominal:.0%}")
+    top.set_ylim(0, 1.05)
+    top.set_ylabel("coverage (test)")
+    top.legend(loc="lower left")
+    bottom.bar(x, [per_group[label]["mean_width"] for label in labels], color="#3b6ea5")
+    bottom.set_ylabel("mean interval width (years)")
+    bottom.set_xticks(x, [f"{label}\nn={per_group[label]['images']}" for label in labels], fontsize=8)
+    bottom.set_xlabel("true age group")
+    return save_figure(figure, path, note)
+
+
+def reliability_diagram(before: list[dict], after: list[dict], temperature: float, path: Path,
+                        note: str = "") -> Path:
+    """Accuracy against confidence per bin, before and after temperature scaling (Guo et al. 2017)."""
+    figure, axes = new_figure(figsize=(5.5, 5))
+    for points, label in ((before, "softmax"), (after, f"temperature {temperature:.2f}")):
+        axes.plot([p["confidence"] for p in points], [p["accuracy"] for p in points], marker="o", label=label)
+    _against_identity(axes, 1, "perfectly calibrated", "confidence (top probability)", "accuracy")
     return save_figure(figure, path, note)

@@ -51,7 +51,7 @@ def patient_bootstrap(patients: np.ndarray, statistic: Callable[[np.ndarray], fl
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
-def _with_interval(patients: np.ndarray, fn: Callable[[np.ndarray], float], seed: int,
+def with_interval(patients: np.ndarray, fn: Callable[[np.ndarray], float], seed: int,
                    draws: int) -> dict[str, float]:
     low, high = patient_bootstrap(patients, fn, seed, draws)
     return {"value": float(fn(np.arange(len(patients)))), "ci95": [low, high]}
@@ -67,7 +67,7 @@ def regression_metrics(frame: pd.DataFrame, train_median: float, seed: int = 0,
     baseline = np.full_like(y_true, train_median)
     result = {"images": len(frame), "patients": int(len(np.unique(patients))), "model": {}, "baseline": {}}
     for name, metric in REGRESSION_METRICS.items():
-        result["model"][name] = _with_interval(patients, lambda i, m=metric: m(y_true[i], y_pred[i]), seed, draws)
+        result["model"][name] = with_interval(patients, lambda i, m=metric: m(y_true[i], y_pred[i]), seed, draws)
         result["baseline"][name] = float(metric(y_true, baseline))
     result["baseline"]["predicts"] = f"training median age, {train_median:g} years"
     return result
@@ -97,9 +97,9 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
             "auc": float(roc_auc_score(onehot[:, g], probabilities[:, g])) if present else None,
         }
     model = {
-        "macro_auc": _with_interval(patients, lambda i: _macro_auc(onehot[i], probabilities[i]), seed, draws),
-        "accuracy": _with_interval(patients, lambda i: accuracy_score(truth[i], predicted[i]), seed, draws),
-        "off_by_one_accuracy": _with_interval(
+        "macro_auc": with_interval(patients, lambda i: _macro_auc(onehot[i], probabilities[i]), seed, draws),
+        "accuracy": with_interval(patients, lambda i: accuracy_score(truth[i], predicted[i]), seed, draws),
+        "off_by_one_accuracy": with_interval(
             patients, lambda i: float(np.mean(np.abs(truth[i] - predicted[i]) <= 1)), seed, draws),
     }
     baseline = {
@@ -110,3 +110,39 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
     }
     return {"images": len(frame), "patients": int(len(np.unique(patients))), "model": model,
             "baseline": baseline, "per_group": per_group}
+
+
+def _facet_coverage(frame: pd.DataFrame, column: str, levels: list[str], seed: int, draws: int) -> dict:
+    table = {}
+    for level in levels:
+        part = frame[frame[column].astype(str) == level]
+        if part.empty:
+            continue
+        patients = part["patient_id"].to_numpy(str)
+        covered = part["covered"].to_numpy(float)
+        table[level] = {"images": len(part), "patients": int(len(np.unique(patients))),
+                        "coverage": with_interval(patients, lambda i, c=covered: float(c[i].mean()), seed, draws),
+                        "mean_width": float(part["interval_width"].mean())}
+    return table
+
+
+def interval_metrics(frame: pd.DataFrame, coverage: float, seed: int = 0, draws: int = BOOTSTRAP_DRAWS) -> dict:
+    """Empirical coverage of the `interval_low`..`interval_high` intervals (the share of true ages inside)
+    and their mean width, overall and per true age group, view and sex, each coverage with its patient-
+    bootstrap 95% interval, beside the nominal `coverage`."""
+    inside = (frame["interval_low"] <= frame["age"]) & (frame["age"] <= frame["interval_high"])
+    # group -1 (over 90, kept only when --max-age allows) indexes the last label
+    labels = np.asarray((*GROUP_LABELS, "over 90"))
+    frame = frame.assign(covered=inside, interval_width=frame["interval_high"] - frame["interval_low"],
+                         age_group=labels[frame["group"].to_numpy(int)])
+    patients = frame["patient_id"].to_numpy(str)
+    covered = frame["covered"].to_numpy(float)
+    width = frame["interval_width"].to_numpy(float)
+    return {
+        "nominal": coverage,
+        "coverage": with_interval(patients, lambda i: float(covered[i].mean()), seed, draws),
+        "mean_width": with_interval(patients, lambda i: float(width[i].mean()), seed, draws),
+        "per_group": _facet_coverage(frame, "age_group", list(GROUP_LABELS) + ["over 90"], seed, draws),
+        "per_view": _facet_coverage(frame, "view", sorted(frame["view"].astype(str).unique()), seed, draws),
+        "per_sex": _facet_coverage(frame, "sex", sorted(frame["sex"].astype(str).unique()), seed, draws),
+    }

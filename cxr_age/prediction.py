@@ -17,7 +17,6 @@ from cxr_age.age_model import AgeModel
 from cxr_age.data.decode import read_image
 from cxr_age.data.dicom import is_dicom
 from cxr_age.errors import CxrAgeError
-from cxr_age.tasks import get_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -80,13 +79,8 @@ def _read_all(files: Sequence[Path], size: int) -> tuple[list[Path], list[np.nda
     return kept, images, skipped
 
 
-def _decoded(model: AgeModel, images: np.ndarray) -> pd.DataFrame:
-    columns = get_task(model.task).prediction_columns(model.outputs(images), model.experiment.train.age_scale)
-    return pd.DataFrame(columns)
-
-
 def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeModel | None,
-                    batch_size: int, progress: bool = True) -> Iterator[Batch]:
+                    batch_size: int, progress: bool = True, coverage: float | None = None) -> Iterator[Batch]:
     """Per batch of files: the predicted age (and the classifier's groups and probabilities) of each
     readable file; unreadable files are skipped with their reason."""
     with tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True) as bar:
@@ -96,14 +90,15 @@ def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeM
             rows: list[dict] = []
             batch = np.stack(images) if images else np.zeros((0,))
             if kept:
-                ages = _decoded(regressor, batch)["predicted_age"]
-                rows = [{"file": str(path), "predicted_age": float(age)} for path, age in zip(kept, ages)]
+                decoded = regressor.columns(regressor.outputs(batch), coverage).to_dict(orient="records")
+                rows = [{"file": str(path), **row} for path, row in zip(kept, decoded)]
                 if classifier is not None:
                     # The files are decoded again only when the classifier was trained at another size.
                     same_size = classifier.image_size == regressor.image_size
                     inputs = batch if same_size else np.stack([read_image(path, classifier.image_size)
                                                                for path in kept])
-                    for row, extra in zip(rows, _decoded(classifier, inputs).to_dict(orient="records")):
+                    extras = classifier.columns(classifier.outputs(inputs), coverage).to_dict(orient="records")
+                    for row, extra in zip(rows, extras):
                         row.update(extra)
             bar.update(len(chunk))
             yield Batch(rows, batch, skipped)
@@ -124,7 +119,7 @@ class Predictions:
 
 def predict_paths(names: Sequence[str], regressor: AgeModel, classifier: AgeModel | None = None, *,
                   batch_size: int = 16, overlay_dir: Path | None = None, progress: bool = True,
-                  on_rows: Callable[[list[dict]], None] | None = None) -> Predictions:
+                  coverage: float | None = None, on_rows: Callable[[list[dict]], None] | None = None) -> Predictions:
     """Predict every image file named or found in the named folders (see `gather_inputs`), batch by batch,
     calling `on_rows` with each batch's rows as they come; with `overlay_dir`, a saliency overlay PNG per
     image is written there (never over an existing file). A CxrAgeError if no file could be read."""
@@ -136,7 +131,7 @@ def predict_paths(names: Sequence[str], regressor: AgeModel, classifier: AgeMode
         overlays = StudyOverlays(regressor.network, overlay_dir, regressor.demo)
     rows: list[dict] = []
     skipped: list[tuple[str, str]] = []
-    for batch in predict_batches(inputs.files, regressor, classifier, batch_size, progress):
+    for batch in predict_batches(inputs.files, regressor, classifier, batch_size, progress, coverage):
         if overlays is not None and batch.rows:
             overlays.add(batch.rows, batch.images)
         rows.extend(batch.rows)

@@ -18,7 +18,7 @@ from cxr_age.config import Experiment
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.integrity import read_split
 from cxr_age.data.splits import SPLITS
-from cxr_age.evaluation import run_config
+from cxr_age.evaluation import run_config, uncertainty_lines
 from cxr_age.run_files import DEMO_NOTICE, HISTORY, METRICS
 from cxr_age.saliency.regions import mass_share_table
 
@@ -157,6 +157,26 @@ def _saliency_section(run_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def _uncertainty_section(run_dir: Path) -> str:
+    metrics_file = run_dir / METRICS
+    report = json.loads(metrics_file.read_text()).get("uncertainty") if metrics_file.is_file() else None
+    if report is None:
+        return (f'<p class="missing">no uncertainty yet: run cxr-age-evaluate {_escape(run_dir)} (it fits the '
+                "intervals or the calibration on the validation split)</p>")
+    lines = "".join(f"<li>{_escape(line.strip())}</li>" for line in uncertainty_lines(report)
+                    if not line.startswith("   "))
+    parts = [f"<ul>{lines}</ul>"]
+    if "per_group" in report:
+        rows = [{"true age group": label, "images": group["images"], "coverage": group["coverage"]["value"],
+                 "95% CI low": group["coverage"]["ci95"][0], "95% CI high": group["coverage"]["ci95"][1],
+                 "mean width (years)": group["mean_width"]} for label, group in report["per_group"].items()]
+        parts += [_table(pd.DataFrame(rows)), _table(pd.DataFrame(report["bands"])),
+                  _figure(run_dir / "coverage_by_age_test.png", "interval coverage and width per true age group")]
+    else:
+        parts.append(_figure(run_dir / "reliability_test.png", "reliability diagram before and after scaling"))
+    return "\n".join(parts)
+
+
 def _age_gap_section(run_dir: Path) -> str:
     summary_file = run_dir / "age_gap.json"
     if not summary_file.is_file():
@@ -168,19 +188,24 @@ def _age_gap_section(run_dir: Path) -> str:
     overall = pd.DataFrame([{"gap": summary["definitions"][name], "mean (years)": value["mean"],
                              "95% CI low": value["ci95_low"], "95% CI high": value["ci95_high"],
                              "correlation with age": test["correlation_with_age"][name]}
-                            for name, value in test["mean"].items()])
+                            for name, value in test["mean"].items() if name in summary["definitions"]])
     parts = [f"<p>Test split: {test['images']} images of {test['patients']} patients. Correction fitted on "
              f"{fit['images']} validation images: gap = {fit['intercept']:.2f} + ({fit['slope_per_year']:.3f}) "
              "x age, subtracted from each test image's gap.</p>", _table(overall),
              _figure(run_dir / "age_gap_vs_age_test.png", "raw and corrected gap against age"),
              _figure(run_dir / "bland_altman_test.png", "Bland-Altman plot, test split")]
+    if "beyond_interval" in test["mean"]:
+        beyond = test["mean"]["beyond_interval"]
+        parts.insert(1, f"<p>True age beyond the run's conformal interval (a gap larger than the model's own "
+                        f"error explains): {beyond['mean']:.1%} of test images (95% CI {beyond['ci95_low']:.1%} to "
+                        f"{beyond['ci95_high']:.1%}); column mean_beyond_interval below.</p>")
     columns = ["level", "images", "patients", "mean_age", "mean_gap", "mean_corrected_gap",
-               "corrected_gap_ci95_low", "corrected_gap_ci95_high"]
+               "corrected_gap_ci95_low", "corrected_gap_ci95_high", "mean_beyond_interval"]
     for facet in ("finding", "sex", "view"):
         table_file = run_dir / f"age_gap_by_{facet}.csv"
         if table_file.is_file():
-            parts += [f"<h3>By {facet}</h3>", _table(pd.read_csv(table_file, keep_default_na=False,
-                                                                 na_values=[""])[columns])]
+            table = pd.read_csv(table_file, keep_default_na=False, na_values=[""])
+            parts += [f"<h3>By {facet}</h3>", _table(table[[c for c in columns if c in table]])]
     parts.append(_figure(run_dir / "age_gap_by_finding_test.png", "corrected gap per finding, 95% CI"))
     return "\n".join(parts)
 
@@ -201,6 +226,8 @@ def build_report(run_dir: Path) -> str:
         _section("metrics", "Metrics (95% patient-bootstrap intervals) beside the baseline",
                  _metrics_section(config, run_dir)),
         _section("figures", "Training curves and test figures", _figures_section(config, run_dir)),
+        _section("uncertainty", "How sure the model is (fitted on val, checked on test)",
+                 _uncertainty_section(run_dir)),
         _section("saliency", "Saliency", _saliency_section(run_dir)),
         _section("age-gap", "Age gap", _age_gap_section(run_dir)),
     ]

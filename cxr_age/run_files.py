@@ -12,6 +12,8 @@ METRICS = "metrics.json"
 SKIPPED = "skipped.csv"
 BACKUP = "backup"  # Keras's training backup: everything resuming needs, the optimizer state included
 TENSORBOARD = "tensorboard"
+CONFORMAL = "conformal.json"  # the regressor's prediction intervals, calibrated on val
+CALIBRATION = "calibration.json"  # the classifier's temperature and prediction-set threshold, fitted on val
 
 DEMO_NOTICE = "DEMONSTRATION on the embedded sample (few images, low resolution, short training): not a result"
 

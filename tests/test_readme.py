@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, guarded_environment
 
 
@@ -13,6 +14,7 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
+@pytest.mark.readme
 def test_the_readmes_python_examples_run(tmp_path):
     blocks = python_blocks((ROOT / "README.md").read_text())
     assert len(blocks) >= 2

@@ -10,7 +10,7 @@ from cxr_age.age_gap import FINDINGS, analyse_age_gap
 from cxr_age.cli import report, saliency
 from cxr_age.data.ages import GROUP_LABELS
 
-SECTIONS = {"config", "data", "metrics", "figures", "saliency", "age-gap"}
+SECTIONS = {"config", "data", "metrics", "figures", "saliency", "age-gap", "uncertainty"}
 LOADING_TAGS = {"script", "link", "iframe", "frame", "object", "embed", "audio", "video", "source", "base"}
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cxr_age.cli.base import Parser, run
+from cxr_age.cli.options import coverage_level
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_files import demo_note
 
@@ -23,6 +24,9 @@ def _main(argv: Sequence[str] | None) -> None:
                         help="regress runs: also write the age gap (predicted - true age), raw and corrected for "
                              "its age trend fitted on the validation split, by finding, sex and view, with a "
                              "Bland-Altman plot (needs both splits, so it evaluates val and test)")
+    parser.add_argument("--coverage", type=coverage_level, default=0.9, metavar="P",
+                        help="nominal coverage of the regressor's prediction intervals or the classifier's "
+                             "prediction sets, calibrated on the validation split (default 0.9)")
     args = parser.parse_args(argv)
     from cxr_age.age_gap import analyse_age_gap, check_age_gap_run
     from cxr_age.evaluation import evaluate, summary_lines
@@ -33,7 +37,7 @@ def _main(argv: Sequence[str] | None) -> None:
         if args.split != "all":
             raise CxrAgeError("--age-gap fits its correction on val and reports on test: leave out --split")
     splits = ("val", "test") if args.split == "all" else (args.split,)
-    result = evaluate(run_dir, splits)
+    result = evaluate(run_dir, splits, args.coverage)
     print(f"{PROG}: {args.run} ({result['experiment']}, {result['task']})")
     for line in summary_lines(result):
         print(line)

@@ -20,6 +20,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def coverage_level(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1 (e.g. 0.9), got {text}")
+    return value
+
+
 def add_data_options(parser: argparse.ArgumentParser, images: bool = True) -> None:
     """Add the command-line contract shared by all commands. Defaults are None so that only flags the user
     gives override the config."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxr_age.cli.base import Parser, run
-from cxr_age.cli.options import positive_int, run_or_latest
+from cxr_age.cli.options import coverage_level, positive_int, run_or_latest
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import RUNS_ROOT
 from cxr_age.run_files import DEMO_NOTICE
@@ -43,6 +43,9 @@ def build_parser() -> Parser:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     output.add_argument("--csv", metavar="FILE", help="also write the predictions to FILE (must not exist)")
+    parser.add_argument("--coverage", type=coverage_level, metavar="P",
+                        help="coverage of the age intervals and group sets, calibrated on the run's validation "
+                             "split (default: the run's, 0.9)")
     parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                         help="images per batch (default 16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -76,9 +79,13 @@ def _summary_line(name: str, summary: dict) -> str:
 
 def _text_line(row: dict) -> str:
     line = f"{row['file']}: {row['predicted_age']:.1f} years"
+    if "interval_low" in row:
+        line += f" ({row['interval_coverage']:.0%} interval {row['interval_low']:.1f}-{row['interval_high']:.1f})"
     if "predicted_group" in row:
         probabilities = ", ".join(f"{key[2:]} {value:.2f}" for key, value in row.items() if key.startswith("p_"))
         line += f"; group {row['predicted_group']} (probabilities: {probabilities})"
+        if "prediction_set" in row:
+            line += f"; set {{{row['prediction_set'].replace('|', ', ')}}}, expected age {row['expected_age']:.1f}"
     if "saliency_png" in row:
         line += f"; saliency {row['saliency_png']}"
     return line
@@ -122,7 +129,7 @@ def _main(argv: Sequence[str] | None) -> None:
     if args.saliency:
         overlay_dir = Path(args.overlay_dir) if args.overlay_dir else (csv.parent if csv else Path.cwd())
     result = predict_paths(args.paths, regressor, classifier, batch_size=args.batch_size, overlay_dir=overlay_dir,
-                           progress=not args.no_progress,
+                           progress=not args.no_progress, coverage=args.coverage,
                            on_rows=None if args.json else _print_rows)
     for path, reason in result.skipped:
         print(f"{PROG}: skipped {path}: {reason}", file=sys.stderr)

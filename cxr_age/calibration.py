@@ -1,0 +1,123 @@
+"""Calibration of the age-group classifier: expected calibration error and reliability diagrams, temperature
+scaling (Guo et al. 2017, "On calibration of modern neural networks"), conformal prediction sets over the age
+groups (adaptive prediction sets, Romano, Sesia & Candès 2020), and the classifier's expected age, so that
+both of the paper's experiments can be read in years.
+
+The temperature and the set threshold are fitted on the validation split only. The softmax outputs are
+turned back into logits as their logarithms (softmax of log p is p), so a run's saved probabilities suffice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from cxr_age.conformal import conformal_quantile
+from cxr_age.data.ages import N_GROUPS
+from cxr_age.run_dir import write_json
+
+ECE_BINS = 15
+GROUP_MIDPOINTS = np.arange(5.0, 90.0, 10.0)  # the middle of each decade, (0,10] .. (80,90]
+
+
+def expected_calibration_error(probabilities: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: the image-weighted mean gap between confidence (the top probability) and accuracy over
+    equal-width confidence bins (Guo et al. 2017)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == truth
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total)
+
+
+def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per confidence bin: images, mean confidence and accuracy (the reliability diagram's points)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == truth
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    return [{"bin": b, "images": int((which == b).sum()), "confidence": float(confidence[which == b].mean()),
+             "accuracy": float(correct[which == b].mean())} for b in range(bins) if (which == b).any()]
+
+
+def _logits(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(probabilities, 1e-12, 1.0))
+
+
+def scale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax of the logits divided by `temperature` (above 1 softens over-confident outputs)."""
+    z = _logits(probabilities) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probabilities: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of `truth` (searched on log T)."""
+
+    def nll(log_t: float) -> float:
+        return float(-np.log(np.clip(scale(probabilities, math.exp(log_t))[np.arange(len(truth)), truth],
+                                     1e-12, None)).mean())
+
+    return float(math.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def aps_scores(probabilities: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Adaptive-prediction-set conformity scores: the probability mass of the groups ranked at or above the
+    true group (non-randomised, so sets are conservative: coverage at least nominal)."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(probabilities, order, axis=1), axis=1)
+    rank = np.argmax(order == truth[:, None], axis=1)
+    return cumulative[np.arange(len(truth)), rank]
+
+
+def prediction_sets(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """Boolean `[n, groups]`: the most probable groups of each image until their mass reaches `threshold`."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(probabilities, order, axis=1), axis=1)
+    keep_sorted = (cumulative - np.take_along_axis(probabilities, order, axis=1)) < threshold
+    sets = np.zeros_like(probabilities, dtype=bool)
+    np.put_along_axis(sets, order, keep_sorted, axis=1)
+    return sets
+
+
+def expected_age(probabilities: np.ndarray) -> np.ndarray:
+    """The probability-weighted mean of the group midpoints, in years."""
+    return probabilities[:, :N_GROUPS] @ GROUP_MIDPOINTS
+
+
+@dataclass
+class Calibration:
+    """What is fitted on the validation split: the temperature and the prediction-set threshold."""
+
+    temperature: float
+    coverage: float
+    threshold: float
+
+    @classmethod
+    def fit(cls, probabilities: np.ndarray, truth: np.ndarray, coverage: float) -> Calibration:
+        temperature = fit_temperature(probabilities, truth)
+        scores = aps_scores(scale(probabilities, temperature), truth)
+        return cls(temperature, coverage, min(conformal_quantile(scores, coverage), 1.0))
+
+    def sets(self, probabilities: np.ndarray) -> np.ndarray:
+        """Prediction sets of raw (unscaled) probabilities."""
+        return prediction_sets(scale(probabilities, self.temperature), self.threshold)
+
+    def save(self, path: Path) -> None:
+        write_json({"method": "temperature scaling (Guo et al. 2017) and adaptive prediction sets (Romano et "
+                              "al. 2020), fitted on val", "temperature": self.temperature,
+                    "coverage": self.coverage, "threshold": self.threshold}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        raw = json.loads(path.read_text())
+        return cls(float(raw["temperature"]), float(raw["coverage"]), float(raw["threshold"]))
