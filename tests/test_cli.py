@@ -145,9 +145,10 @@ def test_train_classify_then_evaluate(classify_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["splits"]["test"]["per_group"]) >= {"0-10", "80-90"}
     assert "[train]" in (run_dir / "config.toml").read_text()
-    again = run_cli("evaluate", str(run_dir), "--split", "test")
+    again = run_cli("evaluate", str(run_dir), "--split", "test", "--coverage", "0.8")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "macro_auc" in again.stdout and "val:" not in again.stdout
+    assert "80% prediction sets cover" in again.stdout  # calibrated on the saved val predictions
     assert_one_line_error(run_cli("train", "classify", "--csv", str(csv), "--out", str(run_dir)), "already exists")
 
 
