@@ -19,7 +19,7 @@ import pandas as pd
 
 from cxr_age import figures
 from cxr_age.errors import CxrAgeError
-from cxr_age.evaluation import run_config
+from cxr_age.evaluation import run_config, saved_predictions
 from cxr_age.metrics import patient_bootstrap
 from cxr_age.run_dir import write_csv, write_json
 from cxr_age.run_files import predictions_file
@@ -162,11 +162,9 @@ def analyse_age_gap(run_dir: Path, seed: int = 0, note: str = "") -> AgeGap:
     `age_gap_by_{finding,sex,view}.csv`, `age_gap.json` and the figures."""
     frames = {}
     for split in ("val", "test"):
-        path = predictions_file(run_dir, split)
-        if not path.is_file():
-            raise CxrAgeError(f"{run_dir} has no {path.name}: evaluate the run first")
-        frames[split] = pd.read_csv(path, dtype={"patient_id": str, "sex": str, "view": str, "findings": str},
-                                    keep_default_na=False)
+        frames[split] = saved_predictions(run_dir, split)
+        if frames[split] is None:
+            raise CxrAgeError(f"{run_dir} has no {predictions_file(run_dir, split).name}: evaluate the run first")
         if "predicted_age" not in frames[split]:
             raise CxrAgeError(f"{run_dir} is not a regress run: the age gap needs predicted ages")
     correction = fit_correction(frames["val"])

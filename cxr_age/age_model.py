@@ -116,10 +116,10 @@ class AgeModel:
             coverage: the intervals' or sets' coverage (default: the run's, 90%).
         """
         items = _items(images)
-        batches = [self.outputs(self.preprocess(items[start:start + batch_size]))
-                   for start in range(0, len(items), batch_size)] if items else []
-        if not batches:
+        if not items:
             raise CxrAgeError("no images given")
+        batches = [self.outputs(self.preprocess(items[start:start + batch_size]))
+                   for start in range(0, len(items), batch_size)]
         names = [str(item) if isinstance(item, (str, Path)) else f"array {i}" for i, item in enumerate(items)]
         frame = self.columns(np.concatenate(batches), coverage)
         frame.insert(0, "image", names)

@@ -116,10 +116,10 @@ def evaluate(run: str | Path, splits: Sequence[str] = ("val", "test"), coverage:
     note = demo_note(experiment.train.demo)
     result = {"experiment": experiment.name, "task": task.name, "demo": experiment.train.demo, "splits": {}}
     predictions = {split: predict_split(network, split_frame(run_dir, split), experiment) for split in splits}
-    val = predictions.get("val", _saved_predictions(run_dir, "val"))
+    val = predictions["val"] if "val" in predictions else saved_predictions(run_dir, "val")
     if "test" in predictions and val is not None:
-        predictions["test"], uncertainty = UNCERTAINTY[task.name](run_dir, experiment, val, predictions["test"],
-                                                                 coverage, note)
+        predictions["test"], uncertainty = UNCERTAINTY[task.name](run_dir, experiment, train, val,
+                                                                 predictions["test"], coverage, note)
         result["uncertainty"] = uncertainty
     for split, frame in predictions.items():
         write_csv(frame, predictions_file(run_dir, split))
@@ -134,9 +134,13 @@ def evaluate(run: str | Path, splits: Sequence[str] = ("val", "test"), coverage:
     return result
 
 
-def _saved_predictions(run_dir: Path, split: str) -> pd.DataFrame | None:
+def saved_predictions(run_dir: Path, split: str) -> pd.DataFrame | None:
+    """A split's `predictions_<split>.csv` as written by `evaluate` (text columns kept as text), or None."""
     path = predictions_file(run_dir, split)
-    return pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False) if path.is_file() else None
+    if not path.is_file():
+        return None
+    return pd.read_csv(path, dtype={"patient_id": str, "sex": str, "view": str, "findings": str},
+                       keep_default_na=False)
 
 
 def summary_lines(result: dict) -> list[str]:

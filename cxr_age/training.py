@@ -93,12 +93,13 @@ def _callbacks(run_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
     ]
 
 
-def prepare_data(config: Experiment,
-                 run_dir: Path) -> tuple[Selection, dict[str, pd.DataFrame], PreparedStore | None]:
-    """Select, check every image (from a matching prepared store's record when there is one), split by
-    patient (the same split as before when resuming) and write the split and skip lists into the run."""
+def prepare_data(config: Experiment, run_dir: Path, selection: Selection | None = None,
+                 ) -> tuple[Selection, dict[str, pd.DataFrame], PreparedStore | None]:
+    """Select (unless `selection` is given), check every image (from a matching prepared store's record when
+    there is one), split by patient (the same split as before when resuming) and write the split and skip
+    lists into the run."""
     data = config.data
-    selection = check_missing(select(data), bool(data.skip_missing))
+    selection = check_missing(selection or select(data), bool(data.skip_missing))
     store = matching_store(selection.frame["path"], data.image_size)
     if store is not None:
         log.info("reading prepared images from %s", store.folder)
@@ -139,7 +140,7 @@ def train(experiment: Experiment, out: str | Path | None = None, *,
         >>> experiment = cxr_age.Experiment.load("demo", task="regress", epochs=1)
         >>> run = cxr_age.train(experiment, "runs/first-try")
     """
-    select(experiment.data)  # a bad table stops here, before a run folder exists
+    selection = select(experiment.data)  # a bad table stops here, before a run folder exists
     name = experiment.train.strategy
     suffix = run_folder_suffix(name)
     strategy = strategy or make_strategy(name)
@@ -151,17 +152,17 @@ def train(experiment: Experiment, out: str | Path | None = None, *,
              settings.backbone, settings.loss, experiment.data.image_size, settings.epochs, settings.batch_size)
     log.info(placement)
     with run_lock(run_dir):
-        finished = _train(experiment, run_dir, callbacks, strategy)
+        finished = _train(experiment, run_dir, callbacks, strategy, selection)
     return run_dir if finished else None
 
 
 def _train(config: Experiment, run_dir: Path, extra_callbacks: Sequence[keras.callbacks.Callback],
-           strategy: tf.distribute.Strategy) -> bool:
+           strategy: tf.distribute.Strategy, selection: Selection) -> bool:
     """Train into `run_dir` and, on the chief, evaluate; False on a non-chief worker."""
     settings = config.train
     write_text(to_toml(config), run_dir / CONFIG)
     keras.utils.set_random_seed(config.data.seed)
-    _, parts, store = prepare_data(config, run_dir)
+    _, parts, store = prepare_data(config, run_dir, selection)
     common = dict(age_scale=settings.age_scale, seed=config.data.seed, store=store)
     train_data = make_dataset(parts["train"], settings.task, config.data.image_size, settings.batch_size,
                               shuffle=True, augment=config.data.augment, **common)

@@ -15,7 +15,7 @@ from cxr_age.config import Experiment
 from cxr_age.conformal import AgeIntervals
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.metrics import BOOTSTRAP_DRAWS, interval_metrics, with_interval
-from cxr_age.run_files import CALIBRATION, CONFORMAL, split_file
+from cxr_age.run_files import CALIBRATION, CONFORMAL
 
 
 def with_intervals(predictions: pd.DataFrame, intervals: AgeIntervals,
@@ -25,8 +25,8 @@ def with_intervals(predictions: pd.DataFrame, intervals: AgeIntervals,
     return predictions.assign(interval_low=low, interval_high=high)
 
 
-def regression_uncertainty(run_dir: Path, experiment: Experiment, val: pd.DataFrame, test: pd.DataFrame,
-                           coverage: float, note: str) -> tuple[pd.DataFrame, dict]:
+def regression_uncertainty(run_dir: Path, experiment: Experiment, train: pd.DataFrame, val: pd.DataFrame,
+                           test: pd.DataFrame, coverage: float, note: str) -> tuple[pd.DataFrame, dict]:
     """Calibrate intervals on `val`, save them in the run, and return `test` with its intervals and their
     coverage report (`metrics.interval_metrics`) with the coverage figure written."""
     intervals = AgeIntervals.fit(val["predicted_age"], val["age"], coverage, experiment.data.max_age)
@@ -38,12 +38,17 @@ def regression_uncertainty(run_dir: Path, experiment: Experiment, val: pd.DataFr
     return test, report
 
 
+def _set_labels(sets: np.ndarray) -> list[str]:
+    """Each image's prediction set as its group labels joined by `|`."""
+    return ["|".join(np.asarray(GROUP_LABELS)[row]) for row in sets]
+
+
 def _probabilities(frame: pd.DataFrame) -> np.ndarray:
     return frame[[f"p_{label}" for label in GROUP_LABELS]].to_numpy(float)
 
 
-def classification_uncertainty(run_dir: Path, experiment: Experiment, val: pd.DataFrame, test: pd.DataFrame,
-                               coverage: float, note: str) -> tuple[pd.DataFrame, dict]:
+def classification_uncertainty(run_dir: Path, experiment: Experiment, train: pd.DataFrame, val: pd.DataFrame,
+                               test: pd.DataFrame, coverage: float, note: str) -> tuple[pd.DataFrame, dict]:
     """Fit the temperature and the prediction-set threshold on `val`, save them in the run, and report on
     `test`: ECE before and after scaling, set coverage and size, and the expected age's MAE beside the
     training median's, each with a patient-bootstrap 95% interval; writes the reliability diagram."""
@@ -54,11 +59,10 @@ def classification_uncertainty(run_dir: Path, experiment: Experiment, val: pd.Da
     truth = test["group"].to_numpy(int)
     sets = calibration.sets(raw)
     ages = expected_age(scaled)
-    test = test.assign(expected_age=ages,
-                       prediction_set=["|".join(np.asarray(GROUP_LABELS)[row]) for row in sets])
+    test = test.assign(expected_age=ages, prediction_set=_set_labels(sets))
     patients = test["patient_id"].to_numpy(str)
     true_age = test["age"].to_numpy(float)
-    median = float(pd.read_csv(split_file(run_dir, "train"))["age"].median())
+    median = float(train["age"].median())
     seed, draws = experiment.data.seed, BOOTSTRAP_DRAWS
     report = {
         "calibrated_on": "val", "split": "test", "temperature": calibration.temperature,
@@ -89,5 +93,5 @@ def uncertainty_columns(frame: pd.DataFrame, intervals: AgeIntervals | None, cal
     if calibration is not None:
         raw = _probabilities(frame)
         frame = frame.assign(expected_age=expected_age(scale(raw, calibration.temperature)),
-                             prediction_set=["|".join(np.asarray(GROUP_LABELS)[row]) for row in calibration.sets(raw)])
+                             prediction_set=_set_labels(calibration.sets(raw)))
     return frame
