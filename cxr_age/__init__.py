@@ -6,6 +6,8 @@ The public API, the same one the commands stand on:
 - `Experiment.load(name, task=..., **settings)`: an experiment config with the paper's defaults resolved.
 - `train(experiment, out=None)`: train into a run folder (resumable) and evaluate; returns the folder.
 - `evaluate(run, splits=("val", "test"))`: re-predict a run's splits, write its metrics and figures.
+- `evaluate_external(run, csv, image_dir)`: external validation on another dataset, into `RUN/external/`.
+- `read_table(csv, dataset=None)`: any supported dataset's metadata table, normalised (`cxr_age.datasets`).
 - `AgeModel.load(run)`: a finished run's model; `.predict(files or arrays)`, `.saliency(...)`, `.metrics`.
 
 Importing the package loads none of these and changes nothing in the process (no environment variable, no
@@ -28,6 +30,8 @@ _EXPORTS = {
     "GROUP_LABELS": "cxr_age.data.ages",
     "TrainConfig": "cxr_age.config",
     "evaluate": "cxr_age.evaluation",
+    "evaluate_external": "cxr_age.external",
+    "read_table": "cxr_age.data.metadata",
     "train": "cxr_age.training",
 }
 __all__ = [*_EXPORTS, "__version__"]

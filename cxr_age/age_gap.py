@@ -89,12 +89,17 @@ def _mean_with_interval(part: pd.DataFrame, column: str, seed: int) -> tuple[flo
     return float(values.mean()), low, high
 
 
+def _uses_nih_labels(frame: pd.DataFrame) -> bool:
+    """Whether the findings are ChestX-ray14's labels (NIH tables, and generic CSVs, which use them)."""
+    return "dataset" not in frame or bool(frame["dataset"].isin(("nih", "csv", "")).all())
+
+
 def facet_table(frame: pd.DataFrame, facet: str, seed: int = 0) -> pd.DataFrame:
     """Per level of `finding`, `sex` or `view`: images, patients, mean age, and the mean raw and corrected
-    gap with 95% intervals. All 15 finding labels are listed, with zero counts where absent."""
+    gap with 95% intervals. With ChestX-ray14's labels, all 15 are listed, with zero counts where absent."""
     levels = _levels(frame, facet)
     expanded = frame.loc[levels.index].assign(level=levels.to_numpy())
-    order = list(FINDINGS) if facet == "finding" else []
+    order = list(FINDINGS) if facet == "finding" and _uses_nih_labels(frame) else []
     order += [level for level in sorted(expanded["level"].unique()) if level not in order]
     rows = []
     for level in order:
@@ -121,12 +126,14 @@ class AgeGap:
 
     summary: dict
     tables: dict[str, pd.DataFrame]
+    split: str = "test"
 
     def lines(self) -> list[str]:
         """The age-gap findings in words: the correction, the overall gaps, and the table per facet."""
         fit = self.summary["correction"]
-        test = self.summary["test"]
-        lines = [f"age gap on the test split ({test['images']} images of {test['patients']} patients); correction "
+        test = self.summary[self.split]
+        where = "the test split" if self.split == "test" else f"the {self.split} images"
+        lines = [f"age gap on {where} ({test['images']} images of {test['patients']} patients); correction "
                  f"fitted on {fit['images']} validation images: gap = {fit['intercept']:.2f} "
                  f"{'-' if fit['slope_per_year'] < 0 else '+'} {abs(fit['slope_per_year']):.3f} x age"]
         for column, name in GAPS.items():
@@ -167,24 +174,30 @@ def analyse_age_gap(run_dir: Path, seed: int = 0, note: str = "") -> AgeGap:
             raise CxrAgeError(f"{run_dir} has no {predictions_file(run_dir, split).name}: evaluate the run first")
         if "predicted_age" not in frames[split]:
             raise CxrAgeError(f"{run_dir} is not a regress run: the age gap needs predicted ages")
-    correction = fit_correction(frames["val"])
-    test = with_gaps(frames["test"], correction)
-    write_csv(test, run_dir / "age_gap_test.csv")
+    return write_age_gap(frames["val"], frames["test"], run_dir, seed, note)
+
+
+def write_age_gap(val: pd.DataFrame, test: pd.DataFrame, out: Path, seed: int = 0, note: str = "",
+                  split: str = "test") -> AgeGap:
+    """The age gap of `test`'s predictions, corrected by the trend fitted on `val`'s, written into `out`:
+    `age_gap_<split>.csv` (per image), `age_gap_by_{finding,sex,view}.csv`, `age_gap.json` and the figures."""
+    correction = fit_correction(val)
+    test = with_gaps(test, correction)
+    write_csv(test, out / f"age_gap_{split}.csv")
     tables = {facet: facet_table(test, facet, seed) for facet in FACETS}
     for facet, table in tables.items():
-        write_csv(table, run_dir / f"age_gap_by_{facet}.csv")
+        write_csv(table, out / f"age_gap_by_{facet}.csv")
     overall = {column: dict(zip(("mean", "ci95_low", "ci95_high"), _mean_with_interval(test, column, seed)))
                for column in ([*GAPS, BEYOND] if BEYOND in test else GAPS)}
     summary = {
         "definitions": GAPS,
         "correction": {"fitted_on": "val", "images": correction.images, "intercept": correction.intercept,
                        "slope_per_year": correction.slope},
-        "test": {"images": len(test), "patients": int(test["patient_id"].nunique()), "mean": overall,
-                 "correlation_with_age": _age_dependence(test)},
+        split: {"images": len(test), "patients": int(test["patient_id"].nunique()), "mean": overall,
+                "correlation_with_age": _age_dependence(test)},
     }
-    write_json(summary, run_dir / "age_gap.json")
-    figures.bland_altman(test, run_dir / "bland_altman_test.png", note)
-    figures.gap_versus_age(test, correction.trend, run_dir / "age_gap_vs_age_test.png", note)
-    figures.gap_by_finding(tables["finding"], run_dir / "age_gap_by_finding_test.png", note)
-    return AgeGap(summary, tables)
-
+    write_json(summary, out / "age_gap.json")
+    figures.bland_altman(test, out / f"bland_altman_{split}.png", note)
+    figures.gap_versus_age(test, correction.trend, out / f"age_gap_vs_age_{split}.png", note)
+    figures.gap_by_finding(tables["finding"], out / f"age_gap_by_finding_{split}.png", note)
+    return AgeGap(summary, tables, split)

@@ -23,8 +23,12 @@ class DataConfig:
     """Data settings. Defaults follow Karargyris et al. (SPIE 2019) where the paper fixes them: ages above
     90 removed, 80/10/10 split by patient. The paper leaves the image size open; 256 px is ours."""
 
-    csv: str | None = None
-    image_dir: str | None = None
+    # One table, or several trained on together (each split by patient on its own); `image_dir` and
+    # `dataset` then give one value per table, or none (each table's default folder; detected layout).
+    csv: str | list[str] | None = None
+    image_dir: str | list[str] | None = None
+    dataset: str | list[str] | None = None
+    patients: str | None = None  # MIMIC-IV's patients.csv, for a MIMIC-CXR table (default: beside it)
     image_size: int = 256
     view: str = "all"
     max_age: float = 90.0
@@ -146,6 +150,8 @@ def to_toml(config: Experiment) -> str:
             return "true" if v else "false"
         if isinstance(v, str):
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(item) for item in v) + "]"
         return repr(v)
 
     lines = [f"name = {value(config.name)}"]

@@ -24,7 +24,7 @@ from cxr_age.run_files import CONFIG, DEMO_NOTICE, HISTORY, METRICS, MODEL, demo
 from cxr_age.tasks import get_task
 from cxr_age.uncertainty import UNCERTAINTY
 
-KEEP = ["image", "patient_id", "age", "group", "sex", "view", "findings"]
+KEEP = ["image", "patient_id", "age", "group", "sex", "view", "findings", "dataset"]
 
 
 def run_config(run_dir: Path) -> Experiment:
@@ -139,7 +139,7 @@ def saved_predictions(run_dir: Path, split: str) -> pd.DataFrame | None:
     path = predictions_file(run_dir, split)
     if not path.is_file():
         return None
-    return pd.read_csv(path, dtype={"patient_id": str, "sex": str, "view": str, "findings": str},
+    return pd.read_csv(path, dtype={"patient_id": str, "sex": str, "view": str, "findings": str, "dataset": str},
                        keep_default_na=False)
 
 
@@ -157,8 +157,19 @@ def summary_lines(result: dict) -> list[str]:
             unit = " years" if name in ("mae", "rmse") else ""
             lines.append(f"  {name:>20}: {value['value']:.3f}{unit} (95% CI {low:.3f} to {high:.3f}); "
                          f"baseline {base[name]:.3f}")
+        lines += _per_dataset_lines(metrics)
     if "uncertainty" in result:
         lines += uncertainty_lines(result["uncertainty"])
+    return lines
+
+
+def _per_dataset_lines(metrics: dict) -> list[str]:
+    """A run on several datasets: its figure on each source beside the pooled one above."""
+    lines = []
+    for name, level in metrics.get("per_dataset", {}).items():
+        metric = "mae" if "mae" in level else "accuracy"
+        lines.append(f"  {name:>20}: {metric} {_value(level[metric])}; baseline {level['baseline_' + metric]:.2f} "
+                     f"({level['images']} images of {level['patients']} patients)")
     return lines
 
 
@@ -168,18 +179,20 @@ def _value(metric: dict, digits: int = 2) -> str:
 
 
 def uncertainty_lines(report: dict) -> list[str]:
-    """How sure the model is on the test split, in words (intervals or calibration, fitted on val)."""
+    """How sure the model is on the test split (or external images), in words (intervals or calibration,
+    fitted on val)."""
+    split = report.get("split", "test")
     if "coverage" in report:
-        lines = [f"test: {report['nominal']:.0%} conformal intervals (calibrated on val) cover "
+        lines = [f"{split}: {report['nominal']:.0%} conformal intervals (calibrated on val) cover "
                  f"{_value(report['coverage'])} of true ages; mean width {_value(report['mean_width'], 1)} years"]
         lines += [f"  {label:>8}: coverage {_value(group['coverage'])}, width {group['mean_width']:.1f} years, "
                   f"{group['images']} images" for label, group in report["per_group"].items()]
         return lines
     sets = report["sets"]
-    return [f"test: expected calibration error {_value(report['ece_before'], 3)} before and "
+    return [f"{split}: expected calibration error {_value(report['ece_before'], 3)} before and "
             f"{_value(report['ece_after'], 3)} after temperature scaling (T = {report['temperature']:.2f}, fitted "
             "on val)",
-            f"test: {sets['nominal']:.0%} prediction sets cover {_value(sets['coverage'])} of true groups with "
+            f"{split}: {sets['nominal']:.0%} prediction sets cover {_value(sets['coverage'])} of true groups with "
             f"{_value(sets['mean_size'])} groups on average",
-            f"test: expected age (probability-weighted group midpoints) MAE {_value(report['expected_age_mae'], 1)} "
+            f"{split}: expected age (probability-weighted group midpoints) MAE {_value(report['expected_age_mae'], 1)} "
             f"years; median baseline {report['median_baseline_mae']:.1f}"]

@@ -70,7 +70,13 @@ def regression_metrics(frame: pd.DataFrame, train_median: float, seed: int = 0,
         result["model"][name] = with_interval(patients, lambda i, m=metric: m(y_true[i], y_pred[i]), seed, draws)
         result["baseline"][name] = float(metric(y_true, baseline))
     result["baseline"]["predicts"] = f"training median age, {train_median:g} years"
-    return result
+
+    def mae(part: pd.DataFrame) -> dict:
+        errors = (part["predicted_age"] - part["age"]).abs().to_numpy(float)
+        return {"mae": with_interval(part["patient_id"].to_numpy(str), lambda i: float(errors[i].mean()), seed, draws),
+                "baseline_mae": float((part["age"] - train_median).abs().mean())}
+
+    return {**result, **by_facet(frame, mae)}
 
 
 def _macro_auc(onehot: np.ndarray, probabilities: np.ndarray) -> float:
@@ -108,22 +114,46 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
         "accuracy": float(np.mean(truth == train_majority)),
         "off_by_one_accuracy": float(np.mean(np.abs(truth - train_majority) <= 1)),
     }
+    def accuracy(part: pd.DataFrame) -> dict:
+        hits = (part["group"].to_numpy(int) == probabilities[frame.index.get_indexer(part.index)].argmax(axis=1))
+        return {"accuracy": with_interval(part["patient_id"].to_numpy(str), lambda i: float(hits[i].mean()), seed,
+                                          draws),
+                "baseline_accuracy": float((part["group"] == train_majority).mean())}
+
+    facets = by_facet(frame, accuracy)
+    for label, counts in per_group.items():
+        counts.update(facets["per_group"].get(label, {}))
     return {"images": len(frame), "patients": int(len(np.unique(patients))), "model": model,
-            "baseline": baseline, "per_group": per_group}
+            "baseline": baseline, **facets, "per_group": per_group}
 
 
-def _facet_coverage(frame: pd.DataFrame, column: str, levels: list[str], seed: int, draws: int) -> dict:
-    table = {}
-    for level in levels:
-        part = frame[frame[column].astype(str) == level]
-        if part.empty:
-            continue
-        patients = part["patient_id"].to_numpy(str)
-        covered = part["covered"].to_numpy(float)
-        table[level] = {"images": len(part), "patients": int(len(np.unique(patients))),
-                        "coverage": with_interval(patients, lambda i, c=covered: float(c[i].mean()), seed, draws),
-                        "mean_width": float(part["interval_width"].mean())}
-    return table
+AGE_GROUP_LABELS = np.asarray((*GROUP_LABELS, "over 90"))  # group -1 (over 90, if --max-age keeps it) is last
+
+
+def _facet_levels(frame: pd.DataFrame) -> dict[str, tuple[pd.Series, list[str]]]:
+    """Each facet's value per row and its levels: true age group, view, sex, and dataset when there are several."""
+    groups = pd.Series(AGE_GROUP_LABELS[frame["group"].to_numpy(int)], index=frame.index)
+    facets = {"group": (groups, list(AGE_GROUP_LABELS))}
+    for column in ("view", "sex", "dataset"):
+        if column in frame:
+            values = frame[column].fillna("").astype(str).replace("", "not recorded")
+            if column != "dataset" or values.nunique() > 1:
+                facets[column] = (values, sorted(values.unique()))
+    return facets
+
+
+def by_facet(frame: pd.DataFrame, summary: Callable[[pd.DataFrame], dict]) -> dict[str, dict[str, dict]]:
+    """`summary` of the rows of each level of each facet (`per_group`, `per_view`, `per_sex`, and
+    `per_dataset` for a frame joining several), with the level's image and patient counts."""
+    result = {}
+    for facet, (values, levels) in _facet_levels(frame).items():
+        table = {}
+        for level in levels:
+            part = frame[values == level]
+            if len(part):
+                table[level] = {"images": len(part), "patients": int(part["patient_id"].nunique()), **summary(part)}
+        result[f"per_{facet}"] = table
+    return result
 
 
 def interval_metrics(frame: pd.DataFrame, coverage: float, seed: int = 0, draws: int = BOOTSTRAP_DRAWS) -> dict:
@@ -131,18 +161,19 @@ def interval_metrics(frame: pd.DataFrame, coverage: float, seed: int = 0, draws:
     and their mean width, overall and per true age group, view and sex, each coverage with its patient-
     bootstrap 95% interval, beside the nominal `coverage`."""
     inside = (frame["interval_low"] <= frame["age"]) & (frame["age"] <= frame["interval_high"])
-    # group -1 (over 90, kept only when --max-age allows) indexes the last label
-    labels = np.asarray((*GROUP_LABELS, "over 90"))
-    frame = frame.assign(covered=inside, interval_width=frame["interval_high"] - frame["interval_low"],
-                         age_group=labels[frame["group"].to_numpy(int)])
+    width = (frame["interval_high"] - frame["interval_low"]).to_numpy(float)
+
+    def summary(part: pd.DataFrame) -> dict:
+        covered = inside[part.index].to_numpy(float)
+        return {"coverage": with_interval(part["patient_id"].to_numpy(str), lambda i: float(covered[i].mean()),
+                                          seed, draws),
+                "mean_width": float(width[frame.index.get_indexer(part.index)].mean())}
+
     patients = frame["patient_id"].to_numpy(str)
-    covered = frame["covered"].to_numpy(float)
-    width = frame["interval_width"].to_numpy(float)
+    covered = inside.to_numpy(float)
     return {
         "nominal": coverage,
         "coverage": with_interval(patients, lambda i: float(covered[i].mean()), seed, draws),
         "mean_width": with_interval(patients, lambda i: float(width[i].mean()), seed, draws),
-        "per_group": _facet_coverage(frame, "age_group", list(GROUP_LABELS) + ["over 90"], seed, draws),
-        "per_view": _facet_coverage(frame, "view", sorted(frame["view"].astype(str).unique()), seed, draws),
-        "per_sex": _facet_coverage(frame, "sex", sorted(frame["sex"].astype(str).unique()), seed, draws),
+        **by_facet(frame, summary),
     }

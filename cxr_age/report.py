@@ -19,6 +19,7 @@ from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.integrity import read_split
 from cxr_age.data.splits import SPLITS
 from cxr_age.evaluation import run_config, uncertainty_lines
+from cxr_age.external import external_results, trained_on
 from cxr_age.run_files import DEMO_NOTICE, HISTORY, METRICS
 from cxr_age.saliency.regions import mass_share_table
 
@@ -177,6 +178,45 @@ def _uncertainty_section(run_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def _transfer_row(trained: str, tested: str, where: str, metrics: dict, uncertainty: dict | None) -> dict:
+    """One row of the trained-on / tested-on table: the headline metric with its interval and baseline."""
+    name = "mae" if "mae" in metrics["model"] else "macro_auc"
+    value = metrics["model"][name]
+    row = {"trained on": trained, "tested on": tested, "data": where, "images": metrics["images"],
+           "patients": metrics["patients"], "metric": name, "model": value["value"],
+           "95% CI low": value["ci95"][0], "95% CI high": value["ci95"][1], "baseline": metrics["baseline"][name]}
+    if uncertainty:
+        coverage = uncertainty["coverage"] if "coverage" in uncertainty else uncertainty["sets"]["coverage"]
+        row["interval / set coverage"] = coverage["value"]
+    return row
+
+
+def _external_section(run_dir: Path) -> str:
+    results = external_results(run_dir)
+    if not results:
+        return (f'<p class="missing">no external evaluation yet: run cxr-age-evaluate {_escape(run_dir)} --csv '
+                "TABLE --image-dir DIR (another dataset)</p>")
+    trained = trained_on(run_dir)
+    rows = []
+    metrics_file = run_dir / METRICS
+    if metrics_file.is_file():
+        internal = json.loads(metrics_file.read_text())
+        if "test" in internal["splits"]:
+            rows.append(_transfer_row(trained, trained, "the run's own test split", internal["splits"]["test"],
+                                      internal.get("uncertainty")))
+    for folder, result in results:
+        rows.append(_transfer_row(trained, result["tested_on"], folder.name, result["splits"]["external"],
+                                  result.get("uncertainty")))
+    parts = ["<p>The same model judged on its own test split and on other datasets; baselines are the run's "
+             "training median (or majority group), intervals are 95% patient-bootstrap intervals, and the "
+             "uncertainty was calibrated on the run's own validation split.</p>", _table(pd.DataFrame(rows))]
+    for folder, result in results:
+        regress = "mae" in result["splits"]["external"]["model"]
+        name = "predicted_vs_true_external.png" if regress else "roc_external.png"
+        parts.append(_figure(folder / name, f"{result['tested_on']} ({folder.name})"))
+    return "\n".join(parts)
+
+
 def _age_gap_section(run_dir: Path) -> str:
     summary_file = run_dir / "age_gap.json"
     if not summary_file.is_file():
@@ -230,6 +270,8 @@ def build_report(run_dir: Path) -> str:
                  _uncertainty_section(run_dir)),
         _section("saliency", "Saliency", _saliency_section(run_dir)),
         _section("age-gap", "Age gap", _age_gap_section(run_dir)),
+        _section("external", "External validation: trained on one dataset, tested on another",
+                 _external_section(run_dir)),
     ]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_escape(title)}</title>'
             f"<style>{STYLE}</style></head>\n<body>\n{header}\n" + "\n".join(sections) + "\n</body></html>\n")

@@ -19,6 +19,7 @@ from cxr_age.data.image_check import check_images, check_missing
 from cxr_age.data.integrity import check_same_split
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import Selection, select
+from cxr_age.data.selection_report import selection_lines, warning_lines
 from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits
 from cxr_age.data.store import PreparedStore, matching_store
 from cxr_age.distribute import describe, is_chief, make_strategy, run_folder_suffix
@@ -26,7 +27,7 @@ from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import evaluate
 from cxr_age.models import build_model
 from cxr_age.run_dir import run_lock, training_run_dir, write_atomic, write_csv, write_text
-from cxr_age.run_files import BACKUP, CONFIG, HISTORY, MODEL, SKIPPED, TENSORBOARD, split_file
+from cxr_age.run_files import BACKUP, CONFIG, HISTORY, MODEL, REMOVED, SKIPPED, TENSORBOARD, split_file
 from cxr_age.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ def prepare_data(config: Experiment, run_dir: Path, selection: Selection | None 
         log.info("reading prepared images from %s", store.folder)
     selection = check_images(selection, bool(data.skip_missing), bool(data.skip_unreadable), store=store)
     write_csv(selection.skipped, run_dir / SKIPPED)
+    write_csv(selection.removed, run_dir / REMOVED)
     frame = assign_splits(selection.frame, data.seed, data.nih_lists)
     check_same_split(run_dir, frame)
     parts = {name: frame.loc[frame["split"] == name, SPLIT_COLUMNS] for name in SPLITS}
@@ -141,6 +143,10 @@ def train(experiment: Experiment, out: str | Path | None = None, *,
         >>> run = cxr_age.train(experiment, "runs/first-try")
     """
     selection = select(experiment.data)  # a bad table stops here, before a run folder exists
+    for line in warning_lines(selection):
+        log.warning(line)
+    for line in selection_lines(selection, experiment.data):
+        log.info(line)
     name = experiment.train.strategy
     suffix = run_folder_suffix(name)
     strategy = strategy or make_strategy(name)

@@ -26,15 +26,16 @@ def with_intervals(predictions: pd.DataFrame, intervals: AgeIntervals,
 
 
 def regression_uncertainty(run_dir: Path, experiment: Experiment, train: pd.DataFrame, val: pd.DataFrame,
-                           test: pd.DataFrame, coverage: float, note: str) -> tuple[pd.DataFrame, dict]:
+                           test: pd.DataFrame, coverage: float, note: str,
+                           split: str = "test") -> tuple[pd.DataFrame, dict]:
     """Calibrate intervals on `val`, save them in the run, and return `test` with its intervals and their
     coverage report (`metrics.interval_metrics`) with the coverage figure written."""
     intervals = AgeIntervals.fit(val["predicted_age"], val["age"], coverage, experiment.data.max_age)
     intervals.save(run_dir / CONFORMAL)
     test = with_intervals(test, intervals)
-    report = {"calibrated_on": "val", "split": "test", **interval_metrics(test, coverage, experiment.data.seed),
+    report = {"calibrated_on": "val", "split": split, **interval_metrics(test, coverage, experiment.data.seed),
               "bands": intervals.describe()}
-    figures.coverage_by_group(report["per_group"], coverage, run_dir / "coverage_by_age_test.png", note)
+    figures.coverage_by_group(report["per_group"], coverage, run_dir / f"coverage_by_age_{split}.png", note)
     return test, report
 
 
@@ -48,7 +49,8 @@ def _probabilities(frame: pd.DataFrame) -> np.ndarray:
 
 
 def classification_uncertainty(run_dir: Path, experiment: Experiment, train: pd.DataFrame, val: pd.DataFrame,
-                               test: pd.DataFrame, coverage: float, note: str) -> tuple[pd.DataFrame, dict]:
+                               test: pd.DataFrame, coverage: float, note: str,
+                               split: str = "test") -> tuple[pd.DataFrame, dict]:
     """Fit the temperature and the prediction-set threshold on `val`, save them in the run, and report on
     `test`: ECE before and after scaling, set coverage and size, and the expected age's MAE beside the
     training median's, each with a patient-bootstrap 95% interval; writes the reliability diagram."""
@@ -65,7 +67,7 @@ def classification_uncertainty(run_dir: Path, experiment: Experiment, train: pd.
     median = float(train["age"].median())
     seed, draws = experiment.data.seed, BOOTSTRAP_DRAWS
     report = {
-        "calibrated_on": "val", "split": "test", "temperature": calibration.temperature,
+        "calibrated_on": "val", "split": split, "temperature": calibration.temperature,
         "ece_before": with_interval(patients, lambda i: expected_calibration_error(raw[i], truth[i]), seed, draws),
         "ece_after": with_interval(patients, lambda i: expected_calibration_error(scaled[i], truth[i]), seed, draws),
         "sets": {"nominal": coverage,
@@ -76,7 +78,7 @@ def classification_uncertainty(run_dir: Path, experiment: Experiment, train: pd.
         "median_baseline_mae": float(np.abs(true_age - median).mean()),
     }
     figures.reliability_diagram(reliability(raw, truth), reliability(scaled, truth), calibration.temperature,
-                                run_dir / "reliability_test.png", note)
+                                run_dir / f"reliability_{split}.png", note)
     return test, report
 
 

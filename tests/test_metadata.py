@@ -109,10 +109,10 @@ def test_patient_from_nih_file_names_when_no_id_column(write_csv):
     assert "NIH file names" in table.notes[0]
 
 
-def test_each_image_its_own_patient_is_said(write_csv):
+def test_each_image_its_own_patient_is_a_warning(write_csv):
     table = read_table(write_csv("image,age\nx.png,58\ny.png,60\n"))
     assert table.frame["patient_id"].tolist() == ["x.png", "y.png"]
-    assert "its own patient" in table.notes[0]
+    assert "EACH IMAGE IS TREATED AS ITS OWN PATIENT" in table.warnings[0]
 
 
 def test_missing_columns_are_named(write_csv):

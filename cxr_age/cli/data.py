@@ -11,11 +11,11 @@ import pandas as pd
 from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import add_data_options, data_config, positive_int
 from cxr_age.config import DataConfig
-from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.selection import NIH, SAMPLE, Selection, select
+from cxr_age.data.selection_report import selection_lines, warning_lines
 from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits, check_disjoint
 from cxr_age.run_dir import new_run_dir, write_csv, write_json
-from cxr_age.run_files import SKIPPED, split_file
+from cxr_age.run_files import REMOVED, SKIPPED, split_file
 
 PROG = "cxr-age-data"
 
@@ -59,17 +59,11 @@ def build_parser() -> Parser:
 
 
 def _report_selection(command: str, selection: Selection, config: DataConfig) -> None:
-    counts = selection.counts
     print(f"{PROG} {command}: using {selection.source}")
-    for note in selection.notes:
-        print(f"note: {note}")
-    print(f"read {counts['read']:,} images of {counts['patients_read']:,} patients")
-    print(f"removed {counts['removed_over_max_age']:,} images with age over {config.max_age:g}")
-    if "removed_other_view" in counts:
-        print(f"removed {counts['removed_other_view']:,} images of views other than {config.view}")
-    age_zero = int((selection.frame["age"] == 0).sum())
-    zero_note = f" ({age_zero:,} of age 0 counted in group {GROUP_LABELS[0]})" if age_zero else ""
-    print(f"selected {counts['selected']:,} images of {counts['patients_selected']:,} patients{zero_note}")
+    for line in warning_lines(selection):
+        print(line)
+    for line in selection_lines(selection, config):
+        print(line)
 
 
 def _report_split(frame: pd.DataFrame, config: DataConfig) -> dict[str, int]:
@@ -85,11 +79,21 @@ def _summary(command: str, selection: Selection, config: DataConfig, sizes: dict
         "command": command,
         "source": selection.source,
         "config": vars(config),
+        "dataset": selection.dataset,
         "counts": selection.counts,
+        "views": selection.frame["view"].value_counts().to_dict(),
         "split_images": sizes,
         "patients_in_two_splits": 0,
         "notes": selection.notes,
+        "warnings": selection.warnings,
     }
+
+
+def _write_lists(selection: Selection, folder: Path) -> None:
+    """`removed.csv` (every row a filter took out, with its reason) and `skipped.csv` (missing and undecodable
+    files), which a user can open to see what was left out and why."""
+    write_csv(selection.removed, folder / REMOVED)
+    write_csv(selection.skipped, folder / SKIPPED)
 
 
 def stats_command(config: DataConfig, out: str | None) -> None:
@@ -103,10 +107,11 @@ def stats_command(config: DataConfig, out: str | None) -> None:
     print(table.to_string())
     folder = new_run_dir(out, "data-stats")
     write_csv(table.reset_index(), folder / "age_groups.csv")
+    _write_lists(selection, folder)
     age_histogram(frame, folder / "age_histogram.png", selection.counts["removed_over_max_age"], config.max_age,
-                  f"data: {selection.csv}")
+                  f"{selection.dataset}: {selection.csv}")
     write_json(_summary("stats", selection, config, sizes), folder / "summary.json")
-    print(f"wrote {folder}/age_histogram.png (Figure 1), age_groups.csv, summary.json")
+    print(f"wrote {folder}/age_histogram.png (Figure 1), age_groups.csv, removed.csv, summary.json")
 
 
 def split_command(config: DataConfig, out: str | None) -> None:
@@ -117,40 +122,43 @@ def split_command(config: DataConfig, out: str | None) -> None:
     folder = new_run_dir(out, "data-split")
     for name in SPLITS:
         write_csv(frame.loc[frame["split"] == name, SPLIT_COLUMNS], split_file(folder, name))
+    _write_lists(selection, folder)
     write_json(_summary("split", selection, config, sizes), folder / "summary.json")
-    print(f"wrote {folder}/train.csv, val.csv, test.csv, summary.json")
+    print(f"wrote {folder}/train.csv, val.csv, test.csv, removed.csv, summary.json")
 
 
 def check_command(config: DataConfig, out: str | None) -> None:
     from cxr_age.data.image_check import check_images
 
     selection = select(config, default=SAMPLE)
-    print(f"{PROG} check: using {selection.source}")
+    _report_selection("check", selection, config)
     check_images(selection, bool(config.skip_missing), bool(config.skip_unreadable))
     counts = selection.counts
     print(f"{counts['selected']:,} images decode; left out: {counts['skipped_missing']:,} missing, "
           f"{counts['skipped_unreadable']:,} undecodable")
     folder = new_run_dir(out, "data-check")
-    write_csv(selection.skipped, folder / SKIPPED)
+    _write_lists(selection, folder)
     write_json(_summary("check", selection, config, {}), folder / "summary.json")
-    print(f"wrote {folder}/skipped.csv, summary.json")
+    print(f"wrote {folder}/skipped.csv, removed.csv, summary.json")
 
 
 def prepare_command(config: DataConfig, out: str | None, shard_size: int) -> None:
     from cxr_age.data.image_check import check_missing
     from cxr_age.data.store import prepare_store
 
-    selection = check_missing(select(config, default=SAMPLE), bool(config.skip_missing))
-    print(f"{PROG} prepare: using {selection.source}")
+    selection = select(config, default=SAMPLE)
+    _report_selection("prepare", selection, config)
+    selection = check_missing(selection, bool(config.skip_missing))
     frame = selection.frame
     result = prepare_store(frame, config.image_size, Path(out) if out else None, shard_size,
                            name=Path(selection.csv).name.split(".")[0])
     folder = result.folder
-    write_csv(pd.concat([selection.skipped, result.failed.rename(columns={"path": "image"})], ignore_index=True),
-              folder / SKIPPED)
+    selection.skipped = pd.concat([selection.skipped, result.failed.rename(columns={"path": "image"})],
+                                  ignore_index=True)
+    _write_lists(selection, folder)
     print(f"{len(frame):,} images at {config.image_size} px in {folder}: {result.written} shards written, "
           f"{result.reused} reused from an earlier run, all verified; {len(result.failed):,} undecodable and "
-          f"{selection.counts['skipped_missing']:,} missing images left out (skipped.csv)")
+          f"{selection.counts['skipped_missing']:,} missing images left out (skipped.csv; removed.csv)")
 
 
 def _main(argv: Sequence[str] | None) -> None:

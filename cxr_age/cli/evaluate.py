@@ -1,22 +1,27 @@
 """`cxr-age-evaluate RUN [--split test] [--age-gap]`: recompute a saved run's predictions, metrics and
-figures, and optionally the age-gap analysis by finding, sex and view."""
+figures, and optionally the age-gap analysis by finding, sex and view; `cxr-age-evaluate RUN --csv TABLE`:
+external validation of the run's model on another dataset."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import coverage_level
+from cxr_age.datasets import DATASET_NAMES
 from cxr_age.errors import CxrAgeError
-from cxr_age.run_files import demo_note
+from cxr_age.run_files import METRICS, demo_note
 
 PROG = "cxr-age-evaluate"
 
 
-def _main(argv: Sequence[str] | None) -> None:
+def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Predict a saved run's images with its best model (loaded in Keras "
-                                           "safe mode) and rewrite its predictions, metrics.json and figures.")
+                                           "safe mode) and rewrite its predictions, metrics.json and figures; with "
+                                           "--csv, evaluate the model on another dataset (external validation).")
     parser.add_argument("run", metavar="RUN", help="a run directory written by cxr-age-train")
     parser.add_argument("--split", choices=("val", "test", "all"), default="all",
                         help="which split to evaluate (default: all = val and test)")
@@ -27,7 +32,42 @@ def _main(argv: Sequence[str] | None) -> None:
     parser.add_argument("--coverage", type=coverage_level, default=0.9, metavar="P",
                         help="nominal coverage of the regressor's prediction intervals or the classifier's "
                              "prediction sets, calibrated on the validation split (default 0.9)")
-    args = parser.parse_args(argv)
+    external = parser.add_argument_group(
+        "external validation", "predict every eligible image of another dataset with the run's model and write the "
+        "run's test metrics, uncertainty, age gap (regress) and figures into RUN/external/<dataset>-<time>/")
+    external.add_argument("--csv", metavar="TABLE", help="the other dataset's metadata table")
+    external.add_argument("--image-dir", metavar="DIR", help="folder its image paths are relative to")
+    external.add_argument("--dataset", choices=DATASET_NAMES, help="its layout (default: detected from its columns)")
+    external.add_argument("--patients", metavar="PATH", help="MIMIC-CXR: MIMIC-IV's patients.csv[.gz]")
+    external.add_argument("--skip-missing", action="store_true", help="leave out missing image files (counted)")
+    external.add_argument("--skip-unreadable", action="store_true", help="leave out undecodable files (counted)")
+    return parser
+
+
+def _external(args: argparse.Namespace) -> None:
+    from cxr_age.evaluation import summary_lines
+    from cxr_age.external import evaluate_external
+
+    if args.split != "all" or args.age_gap:
+        raise CxrAgeError("--split and --age-gap are for the run's own splits; an external evaluation writes "
+                          "every image's metrics and, for a regressor, its age gap")
+    print(f"{PROG}: {args.run} on {args.csv}")
+    folder = evaluate_external(args.run, args.csv, args.image_dir, args.dataset, patients=args.patients,
+                               skip_missing=args.skip_missing, skip_unreadable=args.skip_unreadable,
+                               coverage=args.coverage)
+    result = json.loads((folder / METRICS).read_text())
+    print(f"trained on {result['trained_on']}, tested on {result['tested_on']}")
+    for line in summary_lines(result):
+        print(line)
+    print(f"wrote {folder}: metrics.json, predictions_external.csv, removed.csv, skipped.csv, figures (*.png)"
+          + (", age_gap*.csv, age_gap.json" if "mae" in result["splits"]["external"]["model"] else ""))
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.csv:
+        _external(args)
+        return
     from cxr_age.age_gap import analyse_age_gap, check_age_gap_run
     from cxr_age.evaluation import evaluate, summary_lines
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from cxr_age.config import DataConfig
 from cxr_age.data.metadata import VIEWS
+from cxr_age.datasets import DATASET_NAMES
 from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import RUNS_ROOT, latest_run
 
@@ -31,12 +32,18 @@ def add_data_options(parser: argparse.ArgumentParser, images: bool = True) -> No
     """Add the command-line contract shared by all commands. Defaults are None so that only flags the user
     gives override the config."""
     group = parser.add_argument_group("data")
-    group.add_argument("--csv", metavar="PATH",
-                       help="metadata table: NIH Data_Entry_2017*.csv[.gz] or a CSV with image and age columns "
-                            "(optional: patient_id, sex, view, findings)")
-    group.add_argument("--image-dir", metavar="DIR",
-                       help="folder the image names are relative to (default: CSV folder's images/, else the "
-                            "CSV folder)")
+    group.add_argument("--csv", metavar="PATH", action="append",
+                       help="metadata table of a dataset (NIH, CheXpert, MIMIC-CXR, PadChest, COVID-19 collection, "
+                            "a DICOM header table) or any CSV with image and age columns (optional: patient_id, "
+                            "sex, view, findings). Repeat to train on several datasets together")
+    group.add_argument("--image-dir", metavar="DIR", action="append",
+                       help="folder the image names are relative to, one per --csv (default: the CSV folder's "
+                            "images/, else the CSV folder; CheXpert: the folder above the table)")
+    group.add_argument("--dataset", choices=DATASET_NAMES, action="append",
+                       help="the table's layout, one per --csv (default: detected from its columns, and named in "
+                            "the first line of output)")
+    group.add_argument("--patients", metavar="PATH",
+                       help="MIMIC-CXR: MIMIC-IV's patients.csv[.gz], which holds the ages (default: beside the table)")
     if images:
         group.add_argument("--image-size", type=positive_int, metavar="N", help="square input size in pixels")
     group.add_argument("--view", choices=VIEWS, help="keep one view position, or all (default: all)")
@@ -57,7 +64,7 @@ def add_data_options(parser: argparse.ArgumentParser, images: bool = True) -> No
 def given_flags(args: argparse.Namespace, settings: type) -> dict[str, Any]:
     """The fields of the dataclass `settings` that the user gave as flags (None means not given)."""
     return {
-        name: value
+        name: value[0] if isinstance(value, list) and len(value) == 1 else value
         for name in settings.__dataclass_fields__
         if (value := getattr(args, name, None)) is not None
     }

@@ -15,8 +15,11 @@ from cxr_age.run_files import split_file
 
 
 def read_split(run_dir: Path, split: str) -> pd.DataFrame:
-    """One of a run's split files as written by training (ids and image names kept as text)."""
-    return pd.read_csv(split_file(run_dir, split), dtype={"patient_id": str, "image": str}, keep_default_na=False)
+    """One of a run's split files as written by training (ids and image names kept as text; runs made before
+    datasets had names read as NIH or generic CSV, `dataset` blank)."""
+    frame = pd.read_csv(split_file(run_dir, split), dtype={"patient_id": str, "image": str, "dataset": str},
+                        keep_default_na=False)
+    return frame if "dataset" in frame else frame.assign(dataset="")
 
 
 def read_saved_splits(run_dir: Path) -> pd.DataFrame | None:

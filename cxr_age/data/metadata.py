@@ -1,71 +1,42 @@
-"""Read NIH ChestX-ray14 metadata tables (2017 and v2020 releases) or a generic CSV into one normalised table.
+"""Read a dataset's metadata table into one normalised table, whichever dataset it comes from.
 
-Normalised columns, whatever the source: `image` (name or path relative to the image folder), `patient_id`,
-`age` (float years), `sex`, `view`, `findings` (`|`-separated NIH labels), `group` (0..8, or -1 above 90)
-and `row` (the line of the source file, for error messages).
+The table's layout is detected from its columns (or named: `nih`, `chexpert`, `mimic`, `padchest`,
+`dicom-headers`, `covid`, `csv`) and read by that dataset's adapter (`cxr_age.datasets`). Normalised columns:
+`image` (path relative to the image folder), `patient_id`, `age` (float years), `sex`, `view`, `findings`
+(`|`-separated labels), `group` (0..8, or -1 above 90), `row` (the line of the source file, for messages),
+`dataset` and `excluded` (blank, or the key of the reason the row is left out, from
+`cxr_age.datasets.REASONS`). Ages over 120 are data errors, not old patients: they are excluded as
+implausible in every dataset, apart from the paper's filter of ages over 90.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from cxr_age.data.ages import group_index, parse_ages
+from cxr_age import datasets
+from cxr_age.data.ages import group_index
+from cxr_age.datasets.base import read_text_table
 from cxr_age.errors import CxrAgeError
 
-COLUMNS = ("image", "patient_id", "age", "sex", "view", "findings", "group", "row")
+COLUMNS = ("image", "patient_id", "age", "sex", "view", "findings", "group", "row", "dataset", "excluded")
 VIEWS = ("PA", "AP", "all")
-
-# Accepted spellings of each column (compared case-insensitively); the first two are required.
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "image": ("image", "image index", "image_index", "path", "file", "filename"),
-    "age": ("age", "patient age", "patient_age", "age_years"),
-    "patient_id": ("patient_id", "patient id", "patient", "subject_id"),
-    "sex": ("sex", "patient gender", "gender"),
-    "view": ("view", "view position", "view_position", "viewposition"),
-    "findings": ("findings", "finding labels", "finding_labels", "labels"),
-}
-_REQUIRED = ("image", "age")
-_NIH_NAME = re.compile(r"^(\d{8})_\d{3}\.png$")
+MAX_PLAUSIBLE_AGE = 120.0
 
 
 @dataclass
 class Table:
-    """A normalised metadata table and what reading it found worth saying."""
+    """A normalised metadata table, the dataset it was read as (and whether that was detected from its
+    columns), and what reading it found worth saying."""
 
     frame: pd.DataFrame
     source: Path
     notes: list[str]
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise CxrAgeError(f"CSV file not found: {path}")
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=True)
-    except UnicodeDecodeError as err:
-        raise CxrAgeError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
-    except pd.errors.EmptyDataError:
-        raise CxrAgeError(f"{path} is empty: expected a header row with at least image and age") from None
-    except (pd.errors.ParserError, OSError, EOFError, ValueError) as err:
-        raise CxrAgeError(f"{path} cannot be read as CSV: {str(err).splitlines()[0]}") from None
-
-
-def _find_columns(frame: pd.DataFrame, path: Path) -> dict[str, str]:
-    by_lower = {str(c).strip().lower(): c for c in frame.columns}
-    found = {}
-    for name, aliases in _ALIASES.items():
-        match = next((by_lower[a] for a in aliases if a in by_lower), None)
-        if match is not None:
-            found[name] = match
-    missing = [n for n in _REQUIRED if n not in found]
-    if missing:
-        wanted = "; ".join(f"{n} (one of: {', '.join(_ALIASES[n])})" for n in missing)
-        raise CxrAgeError(f"{path} lacks the column(s) {wanted}; it has: {', '.join(map(str, frame.columns))}")
-    return found
+    dataset: str = "csv"
+    detected: bool = True
+    warnings: list[str] = field(default_factory=list)
 
 
 def _listing(rows: pd.DataFrame, column: str, limit: int = 5) -> str:
@@ -73,54 +44,55 @@ def _listing(rows: pd.DataFrame, column: str, limit: int = 5) -> str:
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
-def _patient_ids(raw: pd.DataFrame, columns: dict[str, str], frame: pd.DataFrame, path: Path,
-                 notes: list[str]) -> pd.Series:
-    if "patient_id" in columns:
-        ids = raw[columns["patient_id"]].str.strip()
-        blank = frame[(ids == "").to_numpy()]
-        if len(blank):
-            raise CxrAgeError(f"{path}: {len(blank)} rows have no patient id: {_listing(blank, 'image')}")
-        return ids.where(~ids.str.fullmatch(r"\d+"), ids.str.lstrip("0").replace("", "0"))
-    nih = frame["image"].map(lambda name: _NIH_NAME.match(Path(name).name))
-    if nih.notna().all():
-        notes.append("no patient id column: patient ids taken from the NIH file names (NNNNNNNN_NNN.png)")
-        return nih.map(lambda m: m.group(1).lstrip("0") or "0")
-    notes.append(
-        "no patient id column: each image is treated as its own patient, so splits are by patient only "
-        "if no person has two images"
-    )
-    return frame["image"]
-
-
-def read_table(path: str | Path) -> Table:
-    """Read an NIH `Data_Entry_2017*.csv[.gz]` or a generic CSV (image + age in years, optional patient id,
-    sex, view and finding labels) into the normalised table. Ages that do not parse, images without a
-    name and patients without an id are errors naming the rows."""
+def read_columns(path: str | Path) -> list[str]:
+    """The header of a table, read without its rows (for naming the dataset before reading it)."""
     path = Path(path)
-    raw = _read_csv(path)
-    columns = _find_columns(raw, path)
-    frame = pd.DataFrame({"row": range(2, len(raw) + 2)})
-    frame["image"] = raw[columns["image"]].str.strip().to_numpy()
-    if frame.empty:
-        raise CxrAgeError(f"{path} has a header but no rows")
-    notes: list[str] = []
+    if not path.is_file():
+        raise CxrAgeError(f"CSV file not found: {path}")
+    try:
+        return [str(c).strip() for c in pd.read_csv(path, nrows=0, encoding="utf-8").columns]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError, ValueError):
+        return []
+
+
+def _check_rows(frame: pd.DataFrame, path: Path) -> None:
     no_name = frame[frame["image"] == ""]
     if len(no_name):
         raise CxrAgeError(f"{path}: {len(no_name)} rows have no image name: {_listing(no_name, 'image')}")
-    raw_age = raw[columns["age"]].to_numpy()
-    frame["age"] = parse_ages(pd.Series(raw_age)).to_numpy()
-    bad_age = frame[frame["age"].isna()].assign(raw_age=raw_age[frame["age"].isna().to_numpy()])
-    if len(bad_age):
-        raise CxrAgeError(
-            f"{path}: {len(bad_age)} ages do not parse as years (or NNNY/NNNM/NNNW/NNND): "
-            + _listing(bad_age, "raw_age")
-        )
-    frame["patient_id"] = _patient_ids(raw, columns, frame, path, notes).to_numpy()
-    for name, default in (("sex", ""), ("view", ""), ("findings", "")):
-        frame[name] = raw[columns[name]].str.strip().to_numpy() if name in columns else default
-    frame["view"] = frame["view"].str.upper()
-    frame["group"] = group_index(frame["age"])
+    blank = frame[(frame["patient_id"] == "") & (frame["excluded"] == "")]
+    if len(blank):
+        raise CxrAgeError(f"{path}: {len(blank)} rows have no patient id: {_listing(blank, 'image')}")
     duplicated = frame[frame["image"].duplicated(keep="first")]
     if len(duplicated):
         raise CxrAgeError(f"{path}: {len(duplicated)} images are listed twice: {_listing(duplicated, 'image')}")
-    return Table(frame[list(COLUMNS)], path, notes)
+
+
+def read_table(path: str | Path, dataset: str | None = None, patients: str | None = None) -> Table:
+    """Read a metadata table as `dataset` (detected from its columns when None) into the normalised table.
+
+    Args:
+        path: the table, plain or gzipped CSV.
+        dataset: one of `cxr_age.datasets.DATASET_NAMES`, or None to detect it.
+        patients: MIMIC-IV's `patients.csv` for a MIMIC-CXR table (default: the one beside it).
+
+    Ages that do not parse (in tables that must have one), images without a name, kept rows without a
+    patient id and images listed twice are one-line errors naming the rows.
+    """
+    path = Path(path)
+    raw = read_text_table(path)
+    if raw.empty:
+        raise CxrAgeError(f"{path} has a header but no rows")
+    adapter = datasets.get(dataset) if dataset else datasets.detect(list(raw.columns))
+    normalised = adapter.normalise(raw, path, patients)
+    frame = normalised.frame.reset_index(drop=True)
+    frame["row"] = range(2, len(frame) + 2)
+    frame["dataset"] = adapter.name
+    frame["patient_id"] = frame["patient_id"].astype(str)
+    _check_rows(frame, path)
+    frame.loc[frame["age"] > MAX_PLAUSIBLE_AGE, "excluded"] = "implausible_age"
+    frame["group"] = group_index(frame["age"])
+    notes = list(normalised.notes)
+    kept = frame[frame["excluded"] == ""]
+    if len(kept) > 1 and kept["patient_id"].nunique() == len(kept) and not normalised.warnings:
+        notes.append("every image has its own patient id: if anyone has two images, the table does not say so")
+    return Table(frame[list(COLUMNS)], path, notes, adapter.name, dataset is None, list(normalised.warnings))

@@ -18,7 +18,7 @@ from cxr_age.errors import CxrAgeError
 SPLITS = ("train", "val", "test")
 FRACTIONS = (0.8, 0.1, 0.1)
 NIH_LISTS = ("train_val_list.txt", "test_list.txt")
-SPLIT_COLUMNS = ["image", "patient_id", "age", "sex", "view", "findings", "group", "split", "path"]
+SPLIT_COLUMNS = ["image", "patient_id", "age", "sex", "view", "findings", "group", "split", "path", "dataset"]
 
 
 def _deal(patients: pd.DataFrame, fractions: tuple[float, ...], seed: int) -> dict[str, int]:
@@ -94,7 +94,14 @@ def check_disjoint(frame: pd.DataFrame) -> int:
 
 
 def assign_splits(frame: pd.DataFrame, seed: int, nih_lists: str | None = None) -> pd.DataFrame:
-    """`frame` with a `split` column: NIH's official lists when given, else ours (80/10/10 by patient)."""
+    """`frame` with a `split` column: NIH's official lists when given, else ours (80/10/10 by patient),
+    dealt within each dataset of a frame that joins several, so every dataset is split 80/10/10."""
     if nih_lists:
+        if frame.get("dataset", pd.Series("nih")).ne("nih").any():
+            raise CxrAgeError("--nih-lists splits NIH ChestX-ray14 alone; leave it out for other datasets")
         return frame.assign(split=split_from_nih_lists(frame, nih_lists, seed))
-    return frame.assign(split=split_by_patient(frame, seed))
+    if "dataset" not in frame or frame["dataset"].nunique() < 2:
+        return frame.assign(split=split_by_patient(frame, seed))
+    split = pd.concat([split_by_patient(part, seed) for _, part in frame.groupby("dataset", sort=True)])
+    check_disjoint(frame.assign(split=split))
+    return frame.assign(split=split)
