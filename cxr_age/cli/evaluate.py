@@ -45,13 +45,16 @@ def build_parser() -> Parser:
 
 
 def _external(args: argparse.Namespace) -> None:
+    from cxr_age.config import DataConfig
+    from cxr_age.data.selection import describe_source
     from cxr_age.evaluation import summary_lines
     from cxr_age.external import evaluate_external
 
     if args.split != "all" or args.age_gap:
         raise CxrAgeError("--split and --age-gap are for the run's own splits; an external evaluation writes "
                           "every image's metrics and, for a regressor, its age gap")
-    print(f"{PROG}: {args.run} on {args.csv}")
+    source = DataConfig(csv=args.csv, image_dir=args.image_dir, dataset=args.dataset, patients=args.patients)
+    print(f"{PROG}: {args.run} on the {describe_source(source)}")
     folder = evaluate_external(args.run, args.csv, args.image_dir, args.dataset, patients=args.patients,
                                skip_missing=args.skip_missing, skip_unreadable=args.skip_unreadable,
                                coverage=args.coverage)

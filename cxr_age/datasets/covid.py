@@ -47,4 +47,9 @@ class Covid(Dataset):
                                   "counted and left out"])
 
 
+    def default_image_dir(self, csv: Path, images: pd.Series) -> Path:
+        """The table's own folder: its paths start with the `folder` column (`images/`, `volumes/`)."""
+        return csv.parent
+
+
 DATASET = Covid()

@@ -92,4 +92,9 @@ class MIMIC(Dataset):
         return Normalised(frame, notes)
 
 
+    def default_image_dir(self, csv: Path, images: pd.Series) -> Path:
+        """The table's own folder: its paths start with `files/`."""
+        return csv.parent
+
+
 DATASET = MIMIC()
