@@ -52,13 +52,16 @@ def test_bad_tables_every_command(tmp_path, capsys, case, command):
 
 
 def test_ages_over_the_maximum_are_removed_and_counted(tmp_path, capsys):
-    for name in ("a.png", "b.png"):
+    for name in ("a.png", "b.png", "c.png"):
         cv2.imwrite(str(tmp_path / name), np.zeros((8, 8), np.uint8))
-    (tmp_path / "t.csv").write_text("image,age\na.png,400\nb.png,011M\n")
+    (tmp_path / "t.csv").write_text("image,age\na.png,400\nb.png,011M\nc.png,95\n")
     result = call_cli(data.main, "check", "--csv", str(tmp_path / "t.csv"), "--out", str(tmp_path / "o"), capsys=capsys)
     assert result.returncode == 0, result.stderr
+    assert "  csv row 2: a.png, age 400" in result.stdout.splitlines()  # named, not counted among the over-90s
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert summary["counts"]["removed_over_max_age"] == 1 and summary["counts"]["selected"] == 1
+    counts = summary["counts"]
+    assert (counts["removed_implausible_age"], counts["removed_over_max_age"], counts["selected"]) == (1, 1, 1)
+    assert pd.read_csv(tmp_path / "o" / "removed.csv")["image"].tolist() == ["a.png", "c.png"]
 
 
 VALID = ("jpeg_named.png", "sixteen_bit.png", "rgba.png", "palette.png", "one_pixel.png", "huge.png")

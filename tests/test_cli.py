@@ -30,10 +30,11 @@ def test_stats_reproduces_the_nih_figures(tmp_path):
 
 
 @pytest.mark.parametrize("table, fragments", [
-    (NIH_2017_ROWS, ("read 339 images of 303 patients", "removed 51 images with age over 90",
-                     "removed 108 images of views other than PA")),
-    pytest.param(NIH_2017, ("read 112,120 images of 30,805 patients", "removed 51 images with age over 90",
-                            "images of views other than PA"), marks=pytest.mark.shared),
+    (NIH_2017_ROWS, ("read 339 images of 303 patients", "removed 16 images: implausible age",
+                     "removed 35 images with age over 90", "removed 108 images of views other than PA")),
+    pytest.param(NIH_2017, ("read 112,120 images of 30,805 patients", "removed 16 images: implausible age",
+                            "removed 35 images with age over 90", "images of views other than PA"),
+                 marks=pytest.mark.shared),
 ], ids=["rows", "whole"])
 def test_stats_on_the_2017_release_pa_only(tmp_path, table, fragments):
     result = run_cli("data", "stats", "--csv", str(table), "--view", "PA", "--out", str(tmp_path / "run"))
@@ -133,7 +134,7 @@ def test_module_entry_point_lists_commands():
 def test_train_classify_then_evaluate(classify_run):
     run_dir, csv, result = classify_run.run_dir, classify_run.csv, classify_run.result
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.splitlines()[0].startswith(f"cxr-age-train classify: using dataset {csv}")
+    assert result.stdout.splitlines()[0].startswith(f"cxr-age-train classify: using csv table {csv} (detected")
     assert "baseline = training majority group" in result.stdout
     for name in ("config.toml", "model.keras", "history.csv", "metrics.json", "predictions_val.csv",
                  "predictions_test.csv", "roc_test.png", "confusion_test.png", "loss_curves.png"):

@@ -193,3 +193,21 @@ def test_two_datasets_are_split_by_patient_within_each(tmp_path):
     assert abs((chexpert["split"] == "train").mean() - 0.8) < 0.05  # each dataset 80/10/10 on its own
     with pytest.raises(CxrAgeError, match="2 tables .* but 1 image folder"):
         select(DataConfig(csv=[str(CHEXPERT), str(MIMIC)], image_dir=[str(TABLES)]))
+
+
+def test_metrics_of_two_datasets_are_pooled_and_per_dataset():
+    from cxr_age.evaluation import summary_lines
+    from cxr_age.metrics import regression_metrics
+
+    frame = pd.DataFrame({"age": [30.0, 40, 50, 60, 70, 80], "predicted_age": [32.0, 41, 49, 70, 80, 90],
+                          "patient_id": ["a", "b", "c", "d", "e", "f"], "group": [2, 3, 4, 5, 6, 7],
+                          "view": "PA", "sex": ["M", "F"] * 3, "dataset": ["nih"] * 3 + ["chexpert"] * 3})
+    metrics = regression_metrics(frame, train_median=50, draws=50)
+    assert metrics["model"]["mae"]["value"] == pytest.approx((2 + 1 + 1 + 10 + 10 + 10) / 6)
+    per = metrics["per_dataset"]
+    assert per["nih"]["mae"]["value"] == pytest.approx(4 / 3) and per["chexpert"]["mae"]["value"] == 10
+    assert per["chexpert"]["baseline_mae"] == pytest.approx(20) and per["nih"]["images"] == 3
+    assert set(metrics["per_sex"]) == {"M", "F"} and set(metrics["per_view"]) == {"PA"}
+    lines = summary_lines({"demo": False, "splits": {"test": metrics}})
+    assert any(line.strip().startswith("chexpert: mae 10.00") for line in lines)
+    assert "per_dataset" not in regression_metrics(frame[frame["dataset"] == "nih"], 50, draws=50)

@@ -91,7 +91,7 @@ def _covid_table(images_csv):
     return images_csv.parent / "metadata.csv"
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.long
 def test_training_on_two_datasets_reports_each_and_pooled(tmp_path):
     first = write_bar_images(tmp_path / "a" / "images", 30, seed=1)
     second = _covid_table(write_bar_images(tmp_path / "b" / "images", 30, seed=2))

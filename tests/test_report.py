@@ -10,7 +10,7 @@ from cxr_age.age_gap import FINDINGS, analyse_age_gap
 from cxr_age.cli import report, saliency
 from cxr_age.data.ages import GROUP_LABELS
 
-SECTIONS = {"config", "data", "metrics", "figures", "saliency", "age-gap", "uncertainty"}
+SECTIONS = {"config", "data", "metrics", "figures", "saliency", "age-gap", "uncertainty", "external"}
 LOADING_TAGS = {"script", "link", "iframe", "frame", "object", "embed", "audio", "video", "source", "base"}
 
 
@@ -97,6 +97,7 @@ def test_classify_report_has_roc_and_says_what_is_missing(classify_run, capsys):
     text = (run_dir / "report.html").read_text()
     assert "one-vs-rest ROC curves per age group" in text
     assert "no age-gap analysis yet" in text
+    assert "no external evaluation yet" in text
 
 
 def test_bad_requests_give_one_line(classify_run, tmp_path, capsys):

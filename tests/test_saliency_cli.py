@@ -48,6 +48,7 @@ def test_one_group_writes_overlay_npy_and_json(run_dir, tmp_path):
                                   "--out", str(out)), "already exists")
 
 
+@pytest.mark.long
 def test_all_groups_grid_regions_and_sanity(run_dir, tmp_path):
     out = tmp_path / "all"
     result = run_cli("saliency", "--run", str(run_dir), "--split", "train", "--limit", "1", "--method", "gradcam",
