@@ -172,6 +172,7 @@ def test_generic_csv_finds_patient_folders_in_paths():
 def test_unknown_dataset_name_is_one_line(capsys):
     result = call_cli(data.main, "stats", "--dataset", "nope", capsys=capsys)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+    assert_one_line_error(call_cli(data.main, "stats", "--dataset", "mimic", capsys=capsys), "name it with --csv")
     with pytest.raises(CxrAgeError, match="unknown dataset 'nope'"):
         datasets.get("nope")
 

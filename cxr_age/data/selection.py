@@ -78,7 +78,7 @@ def _dataset_name(source: Source) -> tuple[str, str]:
 
 def _describe(source: Source) -> str:
     name, how = _dataset_name(source)
-    folder = source.image_dir or "the table's default image folder"
+    folder = source.image_dir or datasets.get(name).default_image_dir(source.csv)
     return f"{name} table {source.csv} ({how}), images in {folder}"
 
 
@@ -147,7 +147,7 @@ def _select_one(source: Source, config: DataConfig, description: str | None = No
     table = read_table(source.csv, source.dataset, source.patients)
     image_dir = source.image_dir
     if image_dir is None and source.needs_images:
-        image_dir = datasets.get(table.dataset).default_image_dir(source.csv, table.frame["image"])
+        image_dir = datasets.get(table.dataset).default_image_dir(source.csv)
     if image_dir is not None and not image_dir.is_dir():
         raise CxrAgeError(f"image folder not found: {image_dir}")
     frame = table.frame.assign(dataset=source.label or table.dataset)
@@ -200,6 +200,8 @@ def select(config: DataConfig, default: str = SAMPLE) -> Selection:
     if config.max_age <= 0:
         raise CxrAgeError(f"--max-age must be positive, got {config.max_age:g}")
     if not config.csv:
+        if config.dataset or config.patients:
+            raise CxrAgeError("--dataset and --patients describe a table: name it with --csv")
         source, description = _default_source(config, default)
         return _select_one(source, config, description)
     parts = [_select_one(source, config) for source in sources(config)]

@@ -71,7 +71,7 @@ class Dataset:
         """The normalised rows of `raw` (read as text, one row per source row, in order)."""
         raise NotImplementedError
 
-    def default_image_dir(self, csv: Path, images: pd.Series) -> Path:
+    def default_image_dir(self, csv: Path) -> Path:
         """The folder the image paths are relative to when the user names none: the table's `images/`
         subfolder, else its own folder."""
         nested = csv.parent / "images"

@@ -64,10 +64,10 @@ class CheXpert(Dataset):
                  "age 90 means 90 or older: those images are left out as censored; age 0 means not recorded"]
         return Normalised(frame, notes)
 
-    def default_image_dir(self, csv: Path, images: pd.Series) -> Path:
-        """CheXpert's paths start with the folder that holds the table (`CheXpert-v1.0-small/train/...`)."""
-        first = images.iloc[0].split("/")[0] if len(images) else ""
-        return csv.parent.parent if first == csv.parent.name else super().default_image_dir(csv, images)
+    def default_image_dir(self, csv: Path) -> Path:
+        """CheXpert's paths start with the folder that holds the table (`CheXpert-v1.0-small/train/...`), so they
+        are relative to the folder above it."""
+        return csv.parent.parent if csv.parent.name.startswith("CheXpert") else super().default_image_dir(csv)
 
 
 DATASET = CheXpert()

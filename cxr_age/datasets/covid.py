@@ -47,7 +47,7 @@ class Covid(Dataset):
                                   "counted and left out"])
 
 
-    def default_image_dir(self, csv: Path, images: pd.Series) -> Path:
+    def default_image_dir(self, csv: Path) -> Path:
         """The table's own folder: its paths start with the `folder` column (`images/`, `volumes/`)."""
         return csv.parent
 

@@ -92,7 +92,7 @@ class MIMIC(Dataset):
         return Normalised(frame, notes)
 
 
-    def default_image_dir(self, csv: Path, images: pd.Series) -> Path:
+    def default_image_dir(self, csv: Path) -> Path:
         """The table's own folder: its paths start with `files/`."""
         return csv.parent
 
