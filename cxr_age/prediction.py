@@ -1,7 +1,8 @@
 """Predict the age of a folder of studies with saved runs: find the image files, read each one exactly as
 training read its images (`AgeModel.preprocess`), and run the regressor and, optionally, the age-group
-classifier. Unreadable files are skipped with their reason, never fatal for the others. Only the path the
-user gave identifies an image in the results."""
+classifier. A file that fails, for whatever reason, is skipped with that reason and never ends the run.
+Optionally the age a DICOM header records is set beside the prediction, with the gap. Only the path the user
+gave identifies an image in the results."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from cxr_age.age_model import AgeModel
 from cxr_age.data.decode import read_image
-from cxr_age.data.dicom import is_dicom
+from cxr_age.data.dicom import header_age, is_dicom, read_header
 from cxr_age.errors import CxrAgeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -68,25 +69,55 @@ class Batch:
     skipped: list[tuple[str, str]]
 
 
-def _read_all(files: Sequence[Path], size: int) -> tuple[list[Path], list[np.ndarray], list[tuple[str, str]]]:
+@dataclass(frozen=True)
+class Reading:
+    """How files are read: DICOM of any kind or chest radiographs only, and whether the age a DICOM header
+    records is reported beside the prediction."""
+
+    any_dicom: bool = False
+    age_from_header: bool = False
+
+
+def _reason(path: Path, err: Exception) -> str:
+    if isinstance(err, CxrAgeError):
+        return str(err).removeprefix(f"{path}: ")
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else 'no message'}"
+
+
+def _read_all(files: Sequence[Path], size: int, reading: Reading,
+              ) -> tuple[list[Path], list[np.ndarray], list[tuple[str, str]]]:
     kept, images, skipped = [], [], []
     for path in files:
         try:
-            images.append(read_image(path, size))
+            images.append(read_image(path, size, reading.any_dicom))
             kept.append(path)
-        except CxrAgeError as err:
-            skipped.append((str(path), str(err).removeprefix(f"{path}: ")))
+        except Exception as err:  # noqa: BLE001 - whatever one file does, it is that file's skip
+            skipped.append((str(path), _reason(path, err)))
     return kept, images, skipped
 
 
+def _with_header_ages(rows: list[dict], files: Sequence[Path]) -> None:
+    """Each row gets `header_age` (the age its DICOM header records, blank for other files) and, where there
+    is one, `age_gap` (predicted - recorded) and whether the recorded age lies in the row's interval."""
+    for row, path in zip(rows, files):
+        age = header_age(read_header(path)) if is_dicom(path) else None
+        row["header_age"] = age
+        row["age_gap"] = row["predicted_age"] - age if age is not None else None
+        if "interval_low" in row:
+            row["header_age_in_interval"] = (row["interval_low"] <= age <= row["interval_high"]
+                                             if age is not None else None)
+
+
 def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeModel | None,
-                    batch_size: int, progress: bool = True, coverage: float | None = None) -> Iterator[Batch]:
+                    batch_size: int, progress: bool = True, coverage: float | None = None,
+                    reading: Reading = Reading()) -> Iterator[Batch]:
     """Per batch of files: the predicted age (and the classifier's groups and probabilities) of each
     readable file; unreadable files are skipped with their reason."""
     with tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True) as bar:
         for start in range(0, len(files), batch_size):
             chunk = files[start:start + batch_size]
-            kept, images, skipped = _read_all(chunk, regressor.image_size)
+            kept, images, skipped = _read_all(chunk, regressor.image_size, reading)
             rows: list[dict] = []
             batch = np.stack(images) if images else np.zeros((0,))
             if kept:
@@ -95,11 +126,13 @@ def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeM
                 if classifier is not None:
                     # The files are decoded again only when the classifier was trained at another size.
                     same_size = classifier.image_size == regressor.image_size
-                    inputs = batch if same_size else np.stack([read_image(path, classifier.image_size)
-                                                               for path in kept])
+                    inputs = batch if same_size else np.stack([read_image(path, classifier.image_size,
+                                                                          reading.any_dicom) for path in kept])
                     extras = classifier.columns(classifier.outputs(inputs), coverage).to_dict(orient="records")
                     for row, extra in zip(rows, extras):
                         row.update(extra)
+                if reading.age_from_header:
+                    _with_header_ages(rows, kept)
             bar.update(len(chunk))
             yield Batch(rows, batch, skipped)
 
@@ -112,6 +145,7 @@ class Predictions:
     rows: list[dict]
     skipped: list[tuple[str, str]]
     ignored: list[tuple[str, str]]
+    already: int = 0
 
     def skipped_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.skipped + self.ignored, columns=["file", "reason"])
@@ -119,11 +153,14 @@ class Predictions:
 
 def predict_paths(names: Sequence[str], regressor: AgeModel, classifier: AgeModel | None = None, *,
                   batch_size: int = 16, overlay_dir: Path | None = None, progress: bool = True,
-                  coverage: float | None = None, on_rows: Callable[[list[dict]], None] | None = None) -> Predictions:
-    """Predict every image file named or found in the named folders (see `gather_inputs`), batch by batch,
-    calling `on_rows` with each batch's rows as they come; with `overlay_dir`, a saliency overlay PNG per
-    image is written there (never over an existing file). A CxrAgeError if no file could be read."""
+                  coverage: float | None = None, reading: Reading = Reading(), done: frozenset[str] = frozenset(),
+                  on_batch: Callable[[Batch], None] | None = None) -> Predictions:
+    """Predict every image file named or found in the named folders (see `gather_inputs`) except those in
+    `done` (already predicted by an interrupted run), batch by batch, calling `on_batch` with each batch as it
+    comes; with `overlay_dir`, a saliency overlay PNG per image is written there (never over an existing
+    file). A CxrAgeError if there were files to read and none could be."""
     inputs = gather_inputs(names)
+    todo = [path for path in inputs.files if str(path) not in done]
     overlays = None
     if overlay_dir is not None:
         from cxr_age.saliency.overlay import StudyOverlays  # tf-keras-vis is loaded only for overlays
@@ -131,18 +168,18 @@ def predict_paths(names: Sequence[str], regressor: AgeModel, classifier: AgeMode
         overlays = StudyOverlays(regressor.network, overlay_dir, regressor.demo)
     rows: list[dict] = []
     skipped: list[tuple[str, str]] = []
-    for batch in predict_batches(inputs.files, regressor, classifier, batch_size, progress, coverage):
+    for batch in predict_batches(todo, regressor, classifier, batch_size, progress, coverage, reading):
         if overlays is not None and batch.rows:
             overlays.add(batch.rows, batch.images)
         rows.extend(batch.rows)
         skipped.extend(batch.skipped)
-        if on_rows is not None:
-            on_rows(batch.rows)
-    if not rows:
+        if on_batch is not None:
+            on_batch(batch)
+    if todo and not rows:
         first = f"{skipped[0][0]}: {skipped[0][1]}"
         raise CxrAgeError(first if len(skipped) == 1 else
                           f"none of the {len(skipped)} image files could be read (first: {first})")
-    return Predictions(rows, skipped, inputs.ignored)
+    return Predictions(rows, skipped, inputs.ignored, len(inputs.files) - len(todo))
 
 
 def predictions_frame(rows: list[dict]) -> pd.DataFrame:

@@ -15,8 +15,9 @@ PATIENT_ID = "SECRET-ID-4711"
 
 def write_dicom(path: Path, stored: np.ndarray, photometric: str = "MONOCHROME2", bits: int = 12,
                 window: tuple[float, float] | None = None, rescale: tuple[float, float] | None = None,
-                voi_lut: np.ndarray | None = None) -> Path:
-    """`stored` (uint16, `[rows, cols]` or `[frames, rows, cols]`) as a DX file with identifying tags."""
+                voi_lut: np.ndarray | None = None, **tags: str) -> Path:
+    """`stored` (uint16, `[rows, cols]` or `[frames, rows, cols]`) as a DX file with identifying tags, and any
+    other header fields given by keyword (`PatientAge="058Y"`, `ViewPosition="LL"`, ...)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -45,6 +46,8 @@ def write_dicom(path: Path, stored: np.ndarray, photometric: str = "MONOCHROME2"
         item.LUTDescriptor = [len(voi_lut), 0, 16]
         item.LUTData = voi_lut.astype(np.uint16).tobytes()
         dataset.VOILUTSequence = [item]
+    for keyword, value in tags.items():
+        setattr(dataset, keyword, value)
     dataset.PixelData = stored.astype(np.uint16).tobytes()
     dataset.save_as(path, enforce_file_format=True)
     return path

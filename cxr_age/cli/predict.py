@@ -3,21 +3,25 @@ the age-group probabilities of a classifier run and a saliency overlay per image
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from cxr_age.cli.base import Parser, run
 from cxr_age.cli.options import coverage_level, positive_int, run_or_latest
-from cxr_age.errors import CxrAgeError
 from cxr_age.run_dir import RUNS_ROOT
 from cxr_age.run_files import DEMO_NOTICE
 from cxr_age.tasks import get_task
 
 if TYPE_CHECKING:
     from cxr_age.age_model import AgeModel
+    from cxr_age.prediction import Batch
+    from cxr_age.prediction_log import PredictionLog
 
 PROG = "cxr-age-predict"
 
@@ -42,7 +46,17 @@ def build_parser() -> Parser:
                              "existing files are never overwritten")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    output.add_argument("--csv", metavar="FILE", help="also write the predictions to FILE (must not exist)")
+    output.add_argument("--csv", metavar="FILE",
+                        help="also write the predictions to FILE, batch by batch as they are made (with "
+                             "FILE_skipped.csv and FILE_settings.json); if an interrupted run with the same "
+                             "settings left FILE, resume it: files already in it are not predicted again")
+    parser.add_argument("--age-from-header", action="store_true",
+                        help="DICOM: report the age the header records (PatientAge, else StudyDate - "
+                             "PatientBirthDate; never the dates themselves) beside the prediction, with the gap "
+                             "and whether it lies in the interval")
+    parser.add_argument("--any-dicom", action="store_true",
+                        help="read DICOM files of any modality, body part and view (by default only CR/DX chest "
+                             "radiographs that are not lateral get an age; the others are skipped, naming the field)")
     parser.add_argument("--coverage", type=coverage_level, metavar="P",
                         help="coverage of the age intervals and group sets, calibrated on the run's validation "
                              "split (default: the run's, 0.9)")
@@ -86,6 +100,8 @@ def _text_line(row: dict) -> str:
         line += f"; group {row['predicted_group']} (probabilities: {probabilities})"
         if "prediction_set" in row:
             line += f"; set {{{row['prediction_set'].replace('|', ', ')}}}, expected age {row['expected_age']:.1f}"
+    if row.get("header_age") is not None:
+        line += f"; header age {row['header_age']:.1f}, gap {row['age_gap']:+.1f}"
     if "saliency_png" in row:
         line += f"; saliency {row['saliency_png']}"
     return line
@@ -96,27 +112,32 @@ def _print_rows(rows: list[dict]) -> None:
         print(_text_line(row))
 
 
-def _skipped_file(csv: Path) -> Path:
-    return csv.with_name(f"{csv.stem}_skipped.csv")
+def _settings(args: argparse.Namespace, regress_run: Path) -> dict:
+    """What the predictions depend on: a resumed --csv run must have the same."""
+    return {"run": str(regress_run.resolve()),
+            "classify_run": str(Path(args.classify_run).resolve()) if args.classify_run else None,
+            "coverage": args.coverage, "age_from_header": args.age_from_header, "any_dicom": args.any_dicom}
 
 
-def _check_new_file(csv: Path) -> None:
-    for path in (csv, _skipped_file(csv)):
-        if path.exists():
-            raise CxrAgeError(f"{path} already exists; choose another --csv file (nothing is overwritten)")
-    if not csv.parent.is_dir():
-        raise CxrAgeError(f"folder of --csv not found: {csv.parent}")
+def _on_batch(args: argparse.Namespace, log: PredictionLog | None) -> Callable[[Batch], None]:
+    from cxr_age.prediction import predictions_frame
+
+    def handle(batch) -> None:
+        if not args.json:
+            _print_rows(batch.rows)
+        if log is not None:
+            log.append(predictions_frame(batch.rows) if batch.rows else pd.DataFrame(), batch.skipped)
+
+    return handle
 
 
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    csv = Path(args.csv) if args.csv else None
-    if csv is not None:
-        _check_new_file(csv)
     regress_run = run_or_latest(args.run, "regress")
-    from cxr_age.prediction import load_trained, predict_paths, predictions_frame
-    from cxr_age.run_dir import write_csv
+    from cxr_age.prediction import Reading, load_trained, predict_paths
+    from cxr_age.prediction_log import PredictionLog
 
+    log = PredictionLog.open(Path(args.csv), _settings(args, Path(regress_run))) if args.csv else None
     regressor = load_trained(regress_run, "regress")
     classifier = load_trained(Path(args.classify_run), "classify") if args.classify_run else None
     summaries = {"regressor": model_summary(regressor),
@@ -127,22 +148,21 @@ def _main(argv: Sequence[str] | None) -> None:
             echo(f"{PROG}: {_summary_line(name, summary)}")
     overlay_dir = None
     if args.saliency:
-        overlay_dir = Path(args.overlay_dir) if args.overlay_dir else (csv.parent if csv else Path.cwd())
+        overlay_dir = Path(args.overlay_dir) if args.overlay_dir else (log.csv.parent if log else Path.cwd())
     result = predict_paths(args.paths, regressor, classifier, batch_size=args.batch_size, overlay_dir=overlay_dir,
                            progress=not args.no_progress, coverage=args.coverage,
-                           on_rows=None if args.json else _print_rows)
+                           reading=Reading(args.any_dicom, args.age_from_header),
+                           done=log.done if log else frozenset(), on_batch=_on_batch(args, log))
     for path, reason in result.skipped:
         print(f"{PROG}: skipped {path}: {reason}", file=sys.stderr)
-    skipped_frame = result.skipped_frame()
     if args.json:
         print(json.dumps({**summaries, "predictions": result.rows,
-                          "skipped": skipped_frame.to_dict(orient="records")}, indent=2))
-    if csv is not None:
-        write_csv(predictions_frame(result.rows), csv)
-        if len(skipped_frame):
-            write_csv(skipped_frame, _skipped_file(csv))
-    echo(f"{PROG}: {len(result.rows)} predicted, {len(result.skipped)} unreadable skipped, {len(result.ignored)} "
-         "non-image files ignored" + (f"; wrote {csv}" if csv else ""))
+                          "skipped": result.skipped_frame().to_dict(orient="records")}, indent=2))
+    if log is not None:
+        log.append(pd.DataFrame(), result.ignored)
+    already = f", {result.already} already in {log.csv} (not predicted again)" if result.already else ""
+    echo(f"{PROG}: {len(result.rows)} predicted{already}, {len(result.skipped)} unreadable skipped, "
+         f"{len(result.ignored)} non-image files ignored" + (f"; wrote {log.csv}" if log else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,11 +101,12 @@ def image_from_array(array: np.ndarray, image_size: int) -> np.ndarray:
     return resize_square(image, image_size).numpy()
 
 
-def read_image(path: Path, image_size: int) -> np.ndarray:
+def read_image(path: Path, image_size: int, any_dicom: bool = False) -> np.ndarray:
     """One file (PNG, JPEG, BMP, GIF or DICOM) as the model's input, float32 `[image_size, image_size, 1]` in
-    [0, 1]; CxrAgeError naming the file if it cannot be read."""
+    [0, 1]; CxrAgeError naming the file if it cannot be read. A DICOM file must be a frontal chest radiograph
+    by its header unless `any_dicom` (`cxr_age.data.dicom`)."""
     if is_dicom(path):
-        return resize_square(tf.constant(read_dicom(path)[..., None]), image_size).numpy()
+        return resize_square(tf.constant(read_dicom(path, any_dicom)[..., None]), image_size).numpy()
     try:
         return load_image(tf.constant(str(path)), image_size).numpy()
     except (tf.errors.OpError, ValueError) as err:
