@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr_age.data.ages import parse_ages
+from cxr_age.data.dicom import CHEST_BODY_PARTS, RADIOGRAPHY
 from cxr_age.datasets.base import (
     Dataset,
     Normalised,
@@ -40,8 +41,6 @@ FIELDS = {
     "modality": ("modality",),
     "body_part": ("bodypartexamined",),
 }
-RADIOGRAPHY = ("CR", "DX", "")
-CHEST = r"CHEST|THORAX|^$"  # also "PORTABLE CHEST", "NON GRID CHEST" (Open-i)
 
 
 def _compact(name: object) -> str:
@@ -84,8 +83,8 @@ class DicomHeaders(Dataset):
         views = normalise_views(text(raw, found["view"]))
         modality = text(raw, found.get("modality", "")).str.upper()
         body_part = text(raw, found.get("body_part", "")).str.upper()
-        kind = pd.Series("", index=raw.index).where(modality.isin(RADIOGRAPHY) & body_part.str.contains(CHEST),
-                                                     "not_chest_radiograph")
+        chest = body_part.str.contains("|".join(CHEST_BODY_PARTS)) | (body_part == "")
+        kind = pd.Series("", index=raw.index).where(modality.isin((*RADIOGRAPHY, "")) & chest, "not_chest_radiograph")
         age_reason = pd.Series("", index=raw.index).where(ages.notna(), "age_missing")
         frame = frame_of(image=text(raw, found["file"]).str.replace(r"^(\./)+", "", regex=True),
                          patient_id=text(raw, found["patient_id"]), age=ages,
