@@ -1,6 +1,6 @@
 """The README's Python examples run as written, in order and in one namespace like a notebook, from a folder
-that holds the repository's `data/` as the README's relative paths expect; so the documented API cannot drift
-from the code."""
+that holds the repository's `data/` and `tests/` (the dataset fixtures) as the README's relative paths expect;
+so the documented API cannot drift from the code."""
 
 import re
 import subprocess
@@ -18,7 +18,8 @@ def python_blocks(text: str) -> list[str]:
 def test_the_readmes_python_examples_run(tmp_path):
     blocks = python_blocks((ROOT / "README.md").read_text())
     assert len(blocks) >= 2
-    (tmp_path / "data").symlink_to(ROOT / "data")
+    for folder in ("data", "tests"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
     script = tmp_path / "readme_examples.py"
     script.write_text("\n\n".join(blocks))
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
@@ -29,3 +30,4 @@ def test_the_readmes_python_examples_run(tmp_path):
     assert "regress 32 test MAE" in result.stdout
     assert "predicted_age" in result.stdout
     assert (tmp_path / "saliency.png").stat().st_size > 5_000
+    assert "chexpert {'': 320" in result.stdout
