@@ -119,11 +119,10 @@ class _Removals:
     def __init__(self, frame: pd.DataFrame, counts: dict[str, int]) -> None:
         self.frame, self.counts, self.parts = frame, counts, []
 
-    def remove(self, key: str, mask: pd.Series, reason: pd.Series | str) -> None:
+    def remove(self, key: str, mask: pd.Series, reason: str) -> None:
         self.counts[f"removed_{key}"] = int(mask.sum())
         if mask.any():
-            removed = self.frame.loc[mask].assign(reason=reason if isinstance(reason, str) else reason[mask])
-            self.parts.append(removed[REMOVED_COLUMNS])
+            self.parts.append(self.frame.loc[mask].assign(reason=reason)[REMOVED_COLUMNS])
         self.frame = self.frame[~mask]
 
     def removed(self) -> pd.DataFrame:
