@@ -1,13 +1,16 @@
-"""The command-line tools run as a user runs them: a fresh process each, real files, real exit codes."""
+"""The command-line tools run as a user runs them: a fresh process each (the checks of missing and undecodable
+files and of a missing run call the same `main` in this process, which saves a TensorFlow start-up each),
+real files, real exit codes."""
 
 import json
 import shutil
 
 import pandas as pd
 import pytest
-from conftest import NIH_2017, NIH_2017_ROWS, assert_one_line_error, run_cli
+from conftest import NIH_2017, NIH_2017_ROWS, assert_one_line_error, call_cli, run_cli
 from test_metadata import PAPER_GROUP_COUNTS
 
+from cxr_age.cli import data, evaluate
 from cxr_age.paths import sample_image_dir
 
 
@@ -80,26 +83,28 @@ def dataset(tmp_path):
     return tmp_path, names
 
 
-def test_check_reports_undecodable_files(dataset):
+def test_check_reports_undecodable_files(dataset, capsys):
     folder, names = dataset
     csv = folder / "labels.csv"
     pd.DataFrame({"image": names, "age": 40}).to_csv(csv, index=False)
-    assert_one_line_error(run_cli("data", "check", "--csv", str(csv)), "1 of 6 image files cannot be decoded",
-                          names[0], "--skip-unreadable")
-    result = run_cli("data", "check", "--csv", str(csv), "--skip-unreadable", "--out", str(folder / "run"))
+    assert_one_line_error(call_cli(data.main, "check", "--csv", str(csv), capsys=capsys),
+                          "1 of 6 image files cannot be decoded", names[0], "--skip-unreadable")
+    result = call_cli(data.main, "check", "--csv", str(csv), "--skip-unreadable", "--out", str(folder / "run"),
+                      capsys=capsys)
     assert result.returncode == 0, result.stderr
     assert "5 images decode; left out: 0 missing, 1 undecodable" in result.stdout
     skipped = pd.read_csv(folder / "run" / "skipped.csv")
     assert skipped["image"].tolist() == [names[0]] and skipped["row"].tolist() == [2]
 
 
-def test_check_reports_missing_files(dataset):
+def test_check_reports_missing_files(dataset, capsys):
     folder, names = dataset
     csv = folder / "labels.csv"
     pd.DataFrame({"image": names[1:] + ["lost1.png", "lost2.png"], "age": 40}).to_csv(csv, index=False)
-    assert_one_line_error(run_cli("data", "check", "--csv", str(csv)), "2 of 7 image files are missing",
-                          "lost1.png, lost2.png", "--skip-missing")
-    result = run_cli("data", "check", "--csv", str(csv), "--skip-missing", "--out", str(folder / "run"))
+    assert_one_line_error(call_cli(data.main, "check", "--csv", str(csv), capsys=capsys),
+                          "2 of 7 image files are missing", "lost1.png, lost2.png", "--skip-missing")
+    result = call_cli(data.main, "check", "--csv", str(csv), "--skip-missing", "--out", str(folder / "run"),
+                      capsys=capsys)
     assert result.returncode == 0, result.stderr
     assert "left out: 2 missing, 0 undecodable" in result.stdout
 
@@ -149,9 +154,9 @@ def test_train_classify_then_evaluate(classify_run):
     assert_one_line_error(run_cli("train", "classify", "--csv", str(csv), "--out", str(run_dir)), "already exists")
 
 
-def test_evaluate_needs_a_run(tmp_path):
-    assert_one_line_error(run_cli("evaluate", str(tmp_path / "nowhere")), "run directory not found")
-    assert_one_line_error(run_cli("evaluate", str(tmp_path)), "holds no model.keras")
+def test_evaluate_needs_a_run(tmp_path, capsys):
+    assert_one_line_error(call_cli(evaluate.main, str(tmp_path / "nowhere"), capsys=capsys), "run directory not found")
+    assert_one_line_error(call_cli(evaluate.main, str(tmp_path), capsys=capsys), "holds no model.keras")
 
 
 def test_training_run_dir_resumes_only_unfinished_runs_of_the_same_settings(tmp_path, monkeypatch):

@@ -101,7 +101,7 @@ def test_any_dicom_reads_compressed_pairs_to_the_same_age(hospital_folder, phant
     assert by_name["rtplan.dcm"].startswith("cannot be read as DICOM: no pixel data")
 
 
-def test_a_killed_folder_run_resumes_from_its_csv(phantom_run, tmp_path):
+def test_a_killed_folder_run_resumes_from_its_csv(phantom_run, tmp_path, capsys):
     folder = tmp_path / "studies"
     folder.mkdir()
     for i, source in enumerate(sorted((phantom_run[0].parent / "images").glob("*.png"))[:40]):
@@ -131,7 +131,6 @@ def test_a_killed_folder_run_resumes_from_its_csv(phantom_run, tmp_path):
     assert after.iloc[: len(before)].equals(before)
     settings = json.loads((tmp_path / "ages_settings.json").read_text())
     assert settings["run"] == str(phantom_run[0].resolve())
-    changed = subprocess.run([*args, "--coverage", "0.8"], env=guarded_environment(), capture_output=True,
-                             text=True, timeout=300)
+    changed = call_cli(predict.main, *args[4:], "--coverage", "0.8", capsys=capsys)
     assert_one_line_error(changed, "holds predictions made with other settings (coverage)")
     assert pd.read_csv(csv).equals(after)

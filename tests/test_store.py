@@ -105,6 +105,7 @@ def test_training_uses_a_matching_store_and_its_record_of_broken_files(bars, tmp
     assert sum(len(part) for part in parts.values()) == 11
 
 
+@pytest.mark.long
 def test_an_interrupted_prepare_resumes(tmp_path):
     """SIGKILL a real `cxr-age-data prepare` of 480 full-size NIH PNGs (copies of the seven fixtures) after its
     first shard, then rerun."""
