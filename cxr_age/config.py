@@ -61,9 +61,6 @@ class TrainConfig:
     # GPU options. Unset: float32, and Keras's own XLA choice (on with a GPU, off on a CPU-only machine).
     mixed_precision: bool | None = None
     jit_compile: bool | None = None
-    # Steps run op by op, untraced: for tiny smoke runs, where tracing a DenseNet's training step (over a
-    # minute on a CPU) costs more than the steps themselves. Unset: traced, as Keras does by default.
-    run_eagerly: bool | None = None
     # Devices: default | mirrored | multiworker (cxr_age.distribute); unset means default. batch_size is global.
     strategy: str | None = None
 
@@ -113,8 +110,6 @@ class Experiment:
         config = override(self, {k: v for k, v in given.items() if k in data_fields},
                           {k: v for k, v in given.items() if k in train_fields})
         task = get_task(config.train.task)
-        if config.train.run_eagerly and config.train.jit_compile:
-            raise CxrAgeError("--run-eagerly and --jit-compile exclude each other: an eager step is not compiled")
         train = replace(config.train, backbone=config.train.backbone or task.paper_backbone,
                         loss=task.check_loss(config.train.loss or task.losses[0]))
         return replace(config, train=train)

@@ -177,7 +177,7 @@ def _train(config: Experiment, run_dir: Path, extra_callbacks: Sequence[keras.ca
         model = build_model(settings.task, settings.backbone, config.data.image_size, settings.weights,
                             settings.bn_momentum, bool(settings.mixed_precision),
                             synchronized_bn=strategy.num_replicas_in_sync > 1)
-        compile_model(model, config, run_eagerly=bool(settings.run_eagerly))
+        compile_model(model, config)
     weights = class_weights(parts["train"]["group"].to_numpy()) if settings.class_weights else None
     model.fit(
         train_data,

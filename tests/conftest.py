@@ -161,13 +161,12 @@ def kill_after_first_epoch(args: list[str], history: Path, limit: float = 280) -
 def classify_run(tmp_path_factory) -> KilledAndResumed:
     """One small classifier run made by the command line (DenseNet121, 64 px, 40 bar images, 2 epochs) the
     hard way: killed after its first epoch and resumed by the same command. Shared by the resumption test and
-    the tests of the commands that read runs. Its 4-step epochs run eagerly: tracing the step, once in each
-    process, would cost more than the steps."""
+    the tests of the commands that read runs."""
     root = tmp_path_factory.mktemp("classify")
     csv = write_bar_images(root / "images", 40)
     run_dir = root / "run"
     args = ["train", "classify", "--csv", str(csv), "--backbone", "densenet121", "--image-size", "64",
-            "--epochs", "2", "--batch-size", "8", "--run-eagerly", "--out", str(run_dir)]
+            "--epochs", "2", "--batch-size", "8", "--out", str(run_dir)]
     status, epochs = kill_after_first_epoch(args, run_dir / "history.csv")
     return KilledAndResumed(run_dir, csv, run_cli(*args), status, epochs)
 

@@ -231,12 +231,6 @@ def test_jit_compile_flag_reaches_keras(flag, expected):
     assert model.jit_compile is (expected if expected != "auto" else False)  # auto: no XLA on a CPU-only machine
 
 
-def test_an_eager_step_cannot_also_be_compiled():
-    with pytest.raises(CxrAgeError, match="--run-eagerly and --jit-compile exclude each other"):
-        Experiment.load("demo", task="regress", run_eagerly=True, jit_compile=True)
-    assert Experiment.load("demo", task="regress", run_eagerly=True).train.run_eagerly
-
-
 @pytest.mark.xla
 def test_an_xla_training_step_runs_on_the_cpu():
     """Compiles DenseNet121's training step with XLA (about 80 s on 2 cores): run with `pytest -m xla`."""

@@ -50,9 +50,6 @@ def build_parser() -> Parser:
     group.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                        help="compile the training step with XLA (default: Keras decides, on with a GPU and off on "
                             "a CPU-only machine)")
-    group.add_argument("--run-eagerly", action="store_true", default=None,
-                       help="run each step op by op, without tracing it into a graph: slower steps, but no minute-long "
-                            "trace; for smoke runs of a few steps on a CPU (default off)")
     group.add_argument("--strategy", choices=STRATEGIES,
                        help="devices (tf.distribute): default (one device), mirrored (every GPU of this machine) or "
                             "multiworker (the machines in TF_CONFIG; run the same command on each). --batch-size is "
