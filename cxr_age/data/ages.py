@@ -38,6 +38,15 @@ def parse_ages(values: pd.Series) -> pd.Series:
     return (number * scale).astype(float)
 
 
+def years_between(birth: pd.Series, later: pd.Series) -> pd.Series:
+    """Exact years from `birth` to `later` (both YYYYMMDD text); NaN where either does not parse or `later`
+    comes first."""
+    start = pd.to_datetime(birth.str.slice(0, 8), format="%Y%m%d", errors="coerce")
+    end = pd.to_datetime(later.str.slice(0, 8), format="%Y%m%d", errors="coerce")
+    years = (end - start).dt.days / 365.25
+    return years.where(years >= 0)
+
+
 def group_index(ages: np.ndarray | pd.Series | float) -> np.ndarray:
     """Index 0..8 of the right-closed decade (0,10] ... (80,90] holding each age; age 0 goes to group 0;
     ages above 90 (or below 0) get NO_GROUP."""

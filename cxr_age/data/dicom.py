@@ -20,8 +20,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from cxr_age.data.ages import parse_age
+from cxr_age.data.ages import parse_age, years_between
 from cxr_age.errors import CxrAgeError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -96,16 +97,12 @@ def header_age(dataset) -> float | None:
     """The age the header records, in years: `PatientAge` (`058Y`, `011M`, `003W`, `010D`), else the exact years
     from `PatientBirthDate` to the study's date; None when neither is there or parses."""
     recorded = parse_age(str(dataset.get("PatientAge", "") or ""))
-    if recorded is not None and str(dataset.get("PatientAge", "")).strip():
+    if recorded is not None:
         return recorded
     birth = str(dataset.get("PatientBirthDate", "") or "")
     study = next((str(dataset.get(tag)) for tag in AGE_DATES if dataset.get(tag)), "")
-    try:
-        days = (np.datetime64(f"{study[:4]}-{study[4:6]}-{study[6:8]}")
-                - np.datetime64(f"{birth[:4]}-{birth[4:6]}-{birth[6:8]}")).astype(int)
-    except ValueError:
-        return None
-    return float(days) / 365.25 if days >= 0 else None
+    years = years_between(pd.Series([birth]), pd.Series([study]))[0]
+    return None if np.isnan(years) else float(years)
 
 
 def _pydicom():

@@ -56,12 +56,15 @@ class Dataset:
         title: the dataset's name in words.
         signature: columns whose presence identifies the table (exact names); empty for the generic CSV.
         homepage: where to download it.
+        paths_from_table_folder: whether the image paths start in the table's own folder (`files/...`,
+            `images/...`) rather than in an image folder beside it.
     """
 
     name: str = ""
     title: str = ""
     signature: tuple[str, ...] = ()
     homepage: str = ""
+    paths_from_table_folder: bool = False
 
     def matches(self, columns: list[str]) -> bool:
         """Whether a table with these columns has this dataset's layout."""
@@ -73,9 +76,9 @@ class Dataset:
 
     def default_image_dir(self, csv: Path) -> Path:
         """The folder the image paths are relative to when the user names none: the table's `images/`
-        subfolder, else its own folder."""
+        subfolder, else its own folder (always its own where `paths_from_table_folder`)."""
         nested = csv.parent / "images"
-        return nested if nested.is_dir() else csv.parent
+        return nested if nested.is_dir() and not self.paths_from_table_folder else csv.parent
 
     def require(self, raw: pd.DataFrame, csv: Path, columns: tuple[str, ...]) -> None:
         """A one-line error naming the columns of this layout that `raw` lacks."""
@@ -141,6 +144,11 @@ def view_exclusions(views: pd.Series, other_views: bool = True) -> pd.Series:
     return excluded
 
 
+def unless(ok: pd.Series, key: str) -> pd.Series:
+    """The reason `key` for each row where `ok` is False, blank where it holds."""
+    return pd.Series("", index=ok.index).where(ok, key)
+
+
 def first_reason(*reasons: pd.Series) -> pd.Series:
     """Per row, the first non-blank reason key of several checks (earlier ones win)."""
     result = reasons[-1].copy()
@@ -155,14 +163,6 @@ def positive_labels(raw: pd.DataFrame, labels: tuple[str, ...]) -> pd.Series:
     present = pd.DataFrame({label: pd.to_numeric(text(raw, label), errors="coerce") == 1 for label in labels})
     names = np.asarray(labels, dtype=object)
     return pd.Series(["|".join(names[row]) for row in present.to_numpy()], index=raw.index, dtype=object)
-
-
-def years_between(birth: pd.Series, later: pd.Series) -> pd.Series:
-    """Exact years from `birth` to `later` (both YYYYMMDD text); NaN where either does not parse."""
-    start = pd.to_datetime(birth.str.slice(0, 8), format="%Y%m%d", errors="coerce")
-    end = pd.to_datetime(later.str.slice(0, 8), format="%Y%m%d", errors="coerce")
-    years = (end - start).dt.days / 365.25
-    return years.where(years >= 0)
 
 
 def patient_from_path(images: pd.Series, pattern: re.Pattern[str]) -> pd.Series | None:

@@ -21,6 +21,7 @@ from cxr_age.datasets.base import (
     normalise_sex,
     normalise_views,
     text,
+    unless,
     view_exclusions,
 )
 
@@ -32,24 +33,20 @@ class Covid(Dataset):
     title = "COVID-19 image data collection"
     signature = ("patientid", "finding", "folder", "filename")
     homepage = "https://github.com/ieee8023/covid-chestxray-dataset"
+    paths_from_table_folder = True  # `folder/filename`: images/..., volumes/...
 
     def normalise(self, raw: pd.DataFrame, csv: Path, patients: str | None = None) -> Normalised:
         self.require(raw, csv, ("patientid", "age", "sex", "finding", "view", "folder", "filename"))
         ages = pd.to_numeric(text(raw, "age"), errors="coerce").where(lambda years: years >= 0)
         views = normalise_views(raw["view"])
-        kind = pd.Series("", index=raw.index).where(text(raw, "modality").str.upper().isin(X_RAY),
-                                                     "not_chest_radiograph")
-        age_reason = pd.Series("", index=raw.index).where(ages.notna(), "age_missing")
+        kind = unless(text(raw, "modality").str.upper().isin(X_RAY), "not_chest_radiograph")
+        age_reason = unless(ages.notna(), "age_missing")
         frame = frame_of(image=text(raw, "folder") + "/" + text(raw, "filename"), patient_id=text(raw, "patientid"),
                          age=ages, sex=normalise_sex(raw["sex"]), view=views, findings=text(raw, "finding"),
                          excluded=first_reason(kind, age_reason, view_exclusions(views, other_views=False)))
         return Normalised(frame, ["frontal X-rays only (PA, AP, AP Supine, AP erect); rows without an age are "
                                   "counted and left out"])
 
-
-    def default_image_dir(self, csv: Path) -> Path:
-        """The table's own folder: its paths start with the `folder` column (`images/`, `volumes/`)."""
-        return csv.parent
 
 
 DATASET = Covid()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxr_age.data.ages import parse_ages
+from cxr_age.data.ages import parse_ages, years_between
 from cxr_age.data.dicom import CHEST_BODY_PARTS, RADIOGRAPHY
 from cxr_age.datasets.base import (
     Dataset,
@@ -26,8 +26,8 @@ from cxr_age.datasets.base import (
     normalise_sex,
     normalise_views,
     text,
+    unless,
     view_exclusions,
-    years_between,
 )
 
 FIELDS = {
@@ -84,8 +84,8 @@ class DicomHeaders(Dataset):
         modality = text(raw, found.get("modality", "")).str.upper()
         body_part = text(raw, found.get("body_part", "")).str.upper()
         chest = body_part.str.contains("|".join(CHEST_BODY_PARTS)) | (body_part == "")
-        kind = pd.Series("", index=raw.index).where(modality.isin((*RADIOGRAPHY, "")) & chest, "not_chest_radiograph")
-        age_reason = pd.Series("", index=raw.index).where(ages.notna(), "age_missing")
+        kind = unless(modality.isin((*RADIOGRAPHY, "")) & chest, "not_chest_radiograph")
+        age_reason = unless(ages.notna(), "age_missing")
         frame = frame_of(image=text(raw, found["file"]).str.replace(r"^(\./)+", "", regex=True),
                          patient_id=text(raw, found["patient_id"]), age=ages,
                          sex=normalise_sex(text(raw, found.get("sex", ""))), view=views, findings="",

@@ -89,14 +89,14 @@ class GenericCSV(Dataset):
         images = text(raw, columns["image"])
         raw_ages = raw[columns["age"]].astype(str)
         ages = parse_ages(raw_ages)
-        unparsed_ages(ages, raw_ages, csv, pd.Series(range(2, len(raw) + 2), index=raw.index))
+        unparsed_ages(ages, raw_ages, csv)
         normalised = Normalised(pd.DataFrame())
-        optional = {name: text(raw, columns[name]) if name in columns else "" for name in ("sex", "view", "findings")}
-        views = normalise_views(optional["view"]) if "view" in columns else pd.Series("", index=raw.index)
-        sex = normalise_sex(optional["sex"]).where(lambda s: s != "", optional["sex"]) if "sex" in columns else ""
+        # text() gives a blank column for an optional one the table lacks
+        sex, view, findings = (text(raw, columns.get(name, "")) for name in ("sex", "view", "findings"))
+        views = normalise_views(view)
         normalised.frame = frame_of(image=images, patient_id=patient_ids(raw, columns, images, normalised),
-                                    age=ages, sex=sex, view=views, findings=optional["findings"],
-                                    excluded=view_exclusions(views))
+                                    age=ages, sex=normalise_sex(sex).where(lambda s: s != "", sex), view=views,
+                                    findings=findings, excluded=view_exclusions(views))
         return normalised
 
 

@@ -63,6 +63,7 @@ class MIMIC(Dataset):
     title = "MIMIC-CXR-JPG"
     signature = ("dicom_id", "subject_id", "study_id", "ViewPosition")
     homepage = "https://physionet.org/content/mimic-cxr-jpg/"
+    paths_from_table_folder = True  # `files/pXX/...`
 
     def normalise(self, raw: pd.DataFrame, csv: Path, patients: str | None = None) -> Normalised:
         self.require(raw, csv, ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate"))
@@ -91,10 +92,6 @@ class MIMIC(Dataset):
                  findings_note]
         return Normalised(frame, notes)
 
-
-    def default_image_dir(self, csv: Path) -> Path:
-        """The table's own folder: its paths start with `files/`."""
-        return csv.parent
 
 
 DATASET = MIMIC()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cxr_age.data.ages import parse_ages
@@ -23,11 +24,13 @@ def strip_zeros(ids: pd.Series) -> pd.Series:
     return ids.where(~ids.str.fullmatch(r"\d+"), ids.str.lstrip("0").replace("", "0"))
 
 
-def unparsed_ages(ages: pd.Series, raw_ages: pd.Series, csv: Path, rows: pd.Series) -> None:
-    """A one-line error naming the rows whose age text is not an age."""
-    bad = ages.isna()
+def unparsed_ages(ages: pd.Series, raw_ages: pd.Series, csv: Path) -> None:
+    """A one-line error naming the rows (lines of the file, the header being line 1) whose age text is not an
+    age."""
+    bad = ages.isna().to_numpy()
     if bad.any():
-        shown = ", ".join(f"row {r} ({v!r})" for r, v in zip(rows[bad][:5], raw_ages[bad][:5]))
+        rows = np.arange(2, len(ages) + 2)[bad]
+        shown = ", ".join(f"row {r} ({v!r})" for r, v in zip(rows[:5], raw_ages[bad][:5]))
         more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
         raise CxrAgeError(f"{csv}: {int(bad.sum())} ages do not parse as years (or NNNY/NNNM/NNNW/NNND): "
                           f"{shown}{more}")
@@ -43,7 +46,7 @@ class NIH(Dataset):
         self.require(raw, csv, COLUMNS)
         raw_ages = text(raw, "Patient Age")
         ages = parse_ages(raw_ages)
-        unparsed_ages(ages, raw_ages, csv, pd.Series(range(2, len(raw) + 2), index=raw.index))
+        unparsed_ages(ages, raw_ages, csv)
         frame = frame_of(image=text(raw, "Image Index"), patient_id=strip_zeros(text(raw, "Patient ID")), age=ages,
                          sex=normalise_sex(raw["Patient Gender"]), view=normalise_views(raw["View Position"]),
                          findings=text(raw, "Finding Labels"), excluded="")

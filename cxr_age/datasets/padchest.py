@@ -22,6 +22,7 @@ from cxr_age.datasets.base import (
     normalise_sex,
     normalise_views,
     text,
+    unless,
     view_exclusions,
 )
 
@@ -46,7 +47,7 @@ class PadChest(Dataset):
         ages = (study_year - birth).where(lambda years: years >= 0)
         projection = text(raw, "Projection")
         views = normalise_views(projection.where(projection != "", text(raw, "ViewPosition_DICOM")))
-        age_reason = pd.Series("", index=raw.index).where(ages.notna(), "age_missing")
+        age_reason = unless(ages.notna(), "age_missing")
         folder = pd.to_numeric(text(raw, "ImageDir"), errors="coerce").astype("Int64").astype(str)
         frame = frame_of(image=folder + "/" + text(raw, "ImageID"), patient_id=text(raw, "PatientID"), age=ages,
                          sex=normalise_sex(text(raw, "PatientSex_DICOM")), view=views,
