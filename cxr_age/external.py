@@ -24,7 +24,7 @@ from cxr_age.conformal import DEFAULT_COVERAGE
 from cxr_age.data.image_check import check_images
 from cxr_age.data.integrity import read_split
 from cxr_age.data.selection import select
-from cxr_age.data.selection_report import selection_lines, warning_lines
+from cxr_age.data.selection_report import log_selection
 from cxr_age.data.store import matching_store
 from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import FIGURES, load_network, predict_split, run_config, saved_predictions
@@ -81,10 +81,7 @@ def evaluate_external(run: str | Path, csv: str | Path, image_dir: str | Path | 
     data = replace(experiment.data, csv=str(csv), image_dir=str(image_dir) if image_dir else None, dataset=dataset,
                    patients=patients, nih_lists=None, skip_missing=skip_missing, skip_unreadable=skip_unreadable)
     selection = select(data)
-    for line in warning_lines(selection):
-        log.warning(line)
-    for line in selection_lines(selection, data):
-        log.info(line)
+    log_selection(selection, data, log)
     store = matching_store(selection.frame["path"], data.image_size)
     selection = check_images(selection, skip_missing, skip_unreadable, store=store)
     out = new_run_dir(None, selection.dataset, root=run_dir / EXTERNAL)
@@ -94,10 +91,11 @@ def evaluate_external(run: str | Path, csv: str | Path, image_dir: str | Path | 
              selection.frame["patient_id"].nunique(), out)
     predictions = predict_split(load_network(run_dir), selection.frame, experiment)
     note = demo_note(experiment.train.demo)
-    predictions, uncertainty = UNCERTAINTY[task.name](out, experiment, read_split(run_dir, "train"), val,
-                                                      predictions, coverage, note, split=EXTERNAL)
+    train = read_split(run_dir, "train")
+    predictions, uncertainty = UNCERTAINTY[task.name](out, experiment, train, val, predictions, coverage, note,
+                                                      split=EXTERNAL)
     write_csv(predictions, out / PREDICTIONS)
-    metrics = task.metrics(predictions, read_split(run_dir, "train"), experiment.data.seed)
+    metrics = task.metrics(predictions, train, experiment.data.seed)
     FIGURES[task.name](out, EXTERNAL, predictions, metrics, note)
     result = {"experiment": experiment.name, "task": task.name, "demo": experiment.train.demo,
               "trained_on": trained_on(run_dir), "tested_on": selection.dataset, "source": selection.source,

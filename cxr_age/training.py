@@ -19,7 +19,7 @@ from cxr_age.data.image_check import check_images, check_missing
 from cxr_age.data.integrity import check_same_split
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import Selection, select
-from cxr_age.data.selection_report import selection_lines, warning_lines
+from cxr_age.data.selection_report import log_selection
 from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits
 from cxr_age.data.store import PreparedStore, matching_store
 from cxr_age.distribute import describe, is_chief, make_strategy, run_folder_suffix
@@ -143,10 +143,7 @@ def train(experiment: Experiment, out: str | Path | None = None, *,
         >>> run = cxr_age.train(experiment, "runs/first-try")
     """
     selection = select(experiment.data)  # a bad table stops here, before a run folder exists
-    for line in warning_lines(selection):
-        log.warning(line)
-    for line in selection_lines(selection, experiment.data):
-        log.info(line)
+    log_selection(selection, experiment.data, log)
     name = experiment.train.strategy
     suffix = run_folder_suffix(name)
     strategy = strategy or make_strategy(name)

@@ -69,17 +69,16 @@ def sources(config: DataConfig) -> list[Source]:
             for i, csv in enumerate(tables)]
 
 
-def _dataset_name(source: Source) -> tuple[str, str]:
-    """The dataset a source is read as, and how that was decided."""
-    if source.dataset:
-        return datasets.get(source.dataset).name, "named with --dataset"
-    return datasets.detect(read_columns(source.csv)).name, "detected from its columns"
+def _image_dir(source: Source, dataset: str) -> Path | None:
+    """The source's image folder: the one named, else the dataset's default (None when no images are needed)."""
+    if source.image_dir is not None or not source.needs_images:
+        return source.image_dir
+    return datasets.get(dataset).default_image_dir(source.csv)
 
 
-def _describe(source: Source) -> str:
-    name, how = _dataset_name(source)
-    folder = source.image_dir or datasets.get(name).default_image_dir(source.csv)
-    return f"{name} table {source.csv} ({how}), images in {folder}"
+def _describe(source: Source, dataset: str) -> str:
+    how = "named with --dataset" if source.dataset else "detected from its columns"
+    return f"{dataset} table {source.csv} ({how}), images in {_image_dir(source, dataset)}"
 
 
 def _default_source(config: DataConfig, default: str) -> tuple[Source, str]:
@@ -98,7 +97,8 @@ def describe_source(config: DataConfig, default: str = SAMPLE) -> str:
     alone)."""
     if not config.csv:
         return _default_source(config, default)[1]
-    return "; ".join(_describe(source) for source in sources(config))
+    return "; ".join(_describe(source, datasets.get(source.dataset).name if source.dataset else
+                               datasets.detect(read_columns(source.csv)).name) for source in sources(config))
 
 
 def _resolve_paths(frame: pd.DataFrame, image_dir: Path) -> list[str]:
@@ -144,9 +144,7 @@ def _filter(frame: pd.DataFrame, config: DataConfig, counts: dict[str, int], csv
 
 def _select_one(source: Source, config: DataConfig, description: str | None = None) -> Selection:
     table = read_table(source.csv, source.dataset, source.patients)
-    image_dir = source.image_dir
-    if image_dir is None and source.needs_images:
-        image_dir = datasets.get(table.dataset).default_image_dir(source.csv)
+    image_dir = _image_dir(source, table.dataset)
     if image_dir is not None and not image_dir.is_dir():
         raise CxrAgeError(f"image folder not found: {image_dir}")
     frame = table.frame.assign(dataset=source.label or table.dataset)
@@ -160,10 +158,9 @@ def _select_one(source: Source, config: DataConfig, description: str | None = No
     frame["path"] = _resolve_paths(frame, image_dir) if image_dir is not None else ""
     counts["selected"] = len(frame)
     counts["patients_selected"] = int(frame["patient_id"].nunique())
-    how = "named with --dataset" if source.dataset else "detected from its columns"
-    description = description or f"{table.dataset} table {source.csv} ({how}), images in {image_dir}"
-    return Selection(frame, description, source.csv, image_dir, counts, list(table.notes),
-                     removed=removals.removed(), warnings=list(table.warnings), dataset=source.label or table.dataset)
+    return Selection(frame, description or _describe(source, table.dataset), source.csv, image_dir, counts,
+                     list(table.notes), removed=removals.removed(), warnings=list(table.warnings),
+                     dataset=source.label or table.dataset)
 
 
 def _combine(parts: list[Selection]) -> Selection:

@@ -1,8 +1,10 @@
 """A selection in words: what was read as which dataset, everything removed and why (implausible ages
 named row by row), what is left, and the warnings a user must not miss. The data commands print these
-lines; training logs them."""
+lines; training and external evaluation log them."""
 
 from __future__ import annotations
+
+import logging
 
 from cxr_age.config import DataConfig
 from cxr_age.data.ages import GROUP_LABELS
@@ -50,3 +52,11 @@ def selection_lines(selection: Selection, config: DataConfig) -> list[str]:
 def warning_lines(selection: Selection) -> list[str]:
     """The selection's warnings, marked so that they stand out in a log."""
     return [f"WARNING: {warning}" for warning in selection.warnings]
+
+
+def log_selection(selection: Selection, config: DataConfig, log: logging.Logger) -> None:
+    """The warnings (at warning level) and the counts of a selection, in `log`."""
+    for line in warning_lines(selection):
+        log.warning(line)
+    for line in selection_lines(selection, config):
+        log.info(line)
