@@ -22,6 +22,7 @@ from cxr_age.evaluation import run_config, uncertainty_lines
 from cxr_age.external import external_results, trained_on
 from cxr_age.run_files import DEMO_NOTICE, HISTORY, METRICS
 from cxr_age.saliency.regions import mass_share_table
+from cxr_age.tasks import Task, get_task
 
 # What the paper reports for each experiment (../shared/PAPER.md), beside which our figure is shown.
 PAPER_VALUES = {
@@ -110,11 +111,9 @@ def _paper_rows(config: Experiment, run_dir: Path) -> str:
             "split):</p>" + _table(literature))
 
 
-def _metrics_section(config: Experiment, run_dir: Path) -> str:
-    metrics_file = run_dir / METRICS
-    if not metrics_file.is_file():
+def _metrics_section(config: Experiment, run_dir: Path, metrics: dict | None) -> str:
+    if metrics is None:
         return '<p class="missing">no metrics.json: the run has not been evaluated</p>'
-    metrics = json.loads(metrics_file.read_text())
     return _table(_metric_rows(metrics)) + "<h3>Beside the paper</h3>" + _paper_rows(config, run_dir)
 
 
@@ -158,9 +157,8 @@ def _saliency_section(run_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def _uncertainty_section(run_dir: Path) -> str:
-    metrics_file = run_dir / METRICS
-    report = json.loads(metrics_file.read_text()).get("uncertainty") if metrics_file.is_file() else None
+def _uncertainty_section(run_dir: Path, metrics: dict | None) -> str:
+    report = (metrics or {}).get("uncertainty")
     if report is None:
         return (f'<p class="missing">no uncertainty yet: run cxr-age-evaluate {_escape(run_dir)} (it fits the '
                 "intervals or the calibration on the validation split)</p>")
@@ -178,9 +176,10 @@ def _uncertainty_section(run_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def _transfer_row(trained: str, tested: str, where: str, metrics: dict, uncertainty: dict | None) -> dict:
+def _transfer_row(task: Task, trained: str, tested: str, where: str, metrics: dict,
+                  uncertainty: dict | None) -> dict:
     """One row of the trained-on / tested-on table: the headline metric with its interval and baseline."""
-    name = "mae" if "mae" in metrics["model"] else "macro_auc"
+    name = task.headline_metric
     value = metrics["model"][name]
     row = {"trained on": trained, "tested on": tested, "data": where, "images": metrics["images"],
            "patients": metrics["patients"], "metric": name, "model": value["value"],
@@ -191,28 +190,25 @@ def _transfer_row(trained: str, tested: str, where: str, metrics: dict, uncertai
     return row
 
 
-def _external_section(run_dir: Path) -> str:
+def _external_section(config: Experiment, run_dir: Path, metrics: dict | None) -> str:
     results = external_results(run_dir)
     if not results:
         return (f'<p class="missing">no external evaluation yet: run cxr-age-evaluate {_escape(run_dir)} --csv '
                 "TABLE --image-dir DIR (another dataset)</p>")
+    task = get_task(config.train.task)
     trained = trained_on(run_dir)
     rows = []
-    metrics_file = run_dir / METRICS
-    if metrics_file.is_file():
-        internal = json.loads(metrics_file.read_text())
-        if "test" in internal["splits"]:
-            rows.append(_transfer_row(trained, trained, "the run's own test split", internal["splits"]["test"],
-                                      internal.get("uncertainty")))
+    if metrics is not None and "test" in metrics["splits"]:
+        rows.append(_transfer_row(task, trained, trained, "the run's own test split", metrics["splits"]["test"],
+                                  metrics.get("uncertainty")))
     for folder, result in results:
-        rows.append(_transfer_row(trained, result["tested_on"], folder.name, result["splits"]["external"],
+        rows.append(_transfer_row(task, trained, result["tested_on"], folder.name, result["splits"]["external"],
                                   result.get("uncertainty")))
     parts = ["<p>The same model judged on its own test split and on other datasets; baselines are the run's "
              "training median (or majority group), intervals are 95% patient-bootstrap intervals, and the "
              "uncertainty was calibrated on the run's own validation split.</p>", _table(pd.DataFrame(rows))]
+    name = "predicted_vs_true_external.png" if task.predicts_age else "roc_external.png"
     for folder, result in results:
-        regress = "mae" in result["splits"]["external"]["model"]
-        name = "predicted_vs_true_external.png" if regress else "roc_external.png"
         parts.append(_figure(folder / name, f"{result['tested_on']} ({folder.name})"))
     return "\n".join(parts)
 
@@ -253,6 +249,8 @@ def _age_gap_section(run_dir: Path) -> str:
 def build_report(run_dir: Path) -> str:
     """The report page of `run_dir` as one HTML string."""
     config = run_config(run_dir)
+    metrics_file = run_dir / METRICS
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     title = f"cxr-age report: {run_dir.name}"
     demo = f'<p class="demo">{_escape(DEMO_NOTICE)}</p>' if config.train.demo else ""
     header = (f"<h1>{_escape(title)}</h1>{demo}<p>Run <code>{_escape(run_dir.resolve())}</code>: "
@@ -264,14 +262,14 @@ def build_report(run_dir: Path) -> str:
         _section("config", "Resolved configuration", f"<pre>{_escape((run_dir / 'config.toml').read_text())}</pre>"),
         _section("data", "Images per split and age group", _table(_data_counts(run_dir))),
         _section("metrics", "Metrics (95% patient-bootstrap intervals) beside the baseline",
-                 _metrics_section(config, run_dir)),
+                 _metrics_section(config, run_dir, metrics)),
         _section("figures", "Training curves and test figures", _figures_section(config, run_dir)),
         _section("uncertainty", "How sure the model is (fitted on val, checked on test)",
-                 _uncertainty_section(run_dir)),
+                 _uncertainty_section(run_dir, metrics)),
         _section("saliency", "Saliency", _saliency_section(run_dir)),
         _section("age-gap", "Age gap", _age_gap_section(run_dir)),
         _section("external", "External validation: trained on one dataset, tested on another",
-                 _external_section(run_dir)),
+                 _external_section(config, run_dir, metrics)),
     ]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_escape(title)}</title>'
             f"<style>{STYLE}</style></head>\n<body>\n{header}\n" + "\n".join(sections) + "\n</body></html>\n")

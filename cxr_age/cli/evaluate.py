@@ -49,6 +49,7 @@ def _external(args: argparse.Namespace) -> None:
     from cxr_age.data.selection import describe_source
     from cxr_age.evaluation import summary_lines
     from cxr_age.external import evaluate_external
+    from cxr_age.tasks import get_task
 
     if args.split != "all" or args.age_gap:
         raise CxrAgeError("--split and --age-gap are for the run's own splits; an external evaluation writes "
@@ -63,7 +64,7 @@ def _external(args: argparse.Namespace) -> None:
     for line in summary_lines(result):
         print(line)
     print(f"wrote {folder}: metrics.json, predictions_external.csv, removed.csv, skipped.csv, figures (*.png)"
-          + (", age_gap*.csv, age_gap.json" if "mae" in result["splits"]["external"]["model"] else ""))
+          + (", age_gap*.csv, age_gap.json" if get_task(result["task"]).predicts_age else ""))
 
 
 def _main(argv: Sequence[str] | None) -> None:
