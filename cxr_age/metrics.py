@@ -114,13 +114,14 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
         "accuracy": float(np.mean(truth == train_majority)),
         "off_by_one_accuracy": float(np.mean(np.abs(truth - train_majority) <= 1)),
     }
+
     def accuracy(part: pd.DataFrame) -> dict:
-        hits = (part["group"].to_numpy(int) == probabilities[frame.index.get_indexer(part.index)].argmax(axis=1))
+        hits = part["hit"].to_numpy(float)
         return {"accuracy": with_interval(part["patient_id"].to_numpy(str), lambda i: float(hits[i].mean()), seed,
                                           draws),
                 "baseline_accuracy": float((part["group"] == train_majority).mean())}
 
-    facets = by_facet(frame, accuracy)
+    facets = by_facet(frame.assign(hit=truth == predicted), accuracy)
     for label, counts in per_group.items():
         counts.update(facets["per_group"].get(label, {}))
     return {"images": len(frame), "patients": int(len(np.unique(patients))), "model": model,
@@ -160,17 +161,17 @@ def interval_metrics(frame: pd.DataFrame, coverage: float, seed: int = 0, draws:
     """Empirical coverage of the `interval_low`..`interval_high` intervals (the share of true ages inside)
     and their mean width, overall and per true age group, view and sex, each coverage with its patient-
     bootstrap 95% interval, beside the nominal `coverage`."""
-    inside = (frame["interval_low"] <= frame["age"]) & (frame["age"] <= frame["interval_high"])
-    width = (frame["interval_high"] - frame["interval_low"]).to_numpy(float)
+    frame = frame.assign(covered=(frame["interval_low"] <= frame["age"]) & (frame["age"] <= frame["interval_high"]),
+                         width=frame["interval_high"] - frame["interval_low"])
 
     def summary(part: pd.DataFrame) -> dict:
-        covered = inside[part.index].to_numpy(float)
+        covered = part["covered"].to_numpy(float)
         return {"coverage": with_interval(part["patient_id"].to_numpy(str), lambda i: float(covered[i].mean()),
                                           seed, draws),
-                "mean_width": float(width[frame.index.get_indexer(part.index)].mean())}
+                "mean_width": float(part["width"].mean())}
 
     patients = frame["patient_id"].to_numpy(str)
-    covered = inside.to_numpy(float)
+    covered, width = frame["covered"].to_numpy(float), frame["width"].to_numpy(float)
     return {
         "nominal": coverage,
         "coverage": with_interval(patients, lambda i: float(covered[i].mean()), seed, draws),
