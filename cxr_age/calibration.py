@@ -27,16 +27,9 @@ GROUP_MIDPOINTS = np.arange(5.0, 90.0, 10.0)  # the middle of each decade, (0,10
 
 def expected_calibration_error(probabilities: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE: the image-weighted mean gap between confidence (the top probability) and accuracy over
-    equal-width confidence bins (Guo et al. 2017)."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == truth
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(total)
+    equal-width confidence bins (Guo et al. 2017), from the reliability diagram's points."""
+    return float(sum(p["images"] * abs(p["accuracy"] - p["confidence"])
+                     for p in reliability(probabilities, truth, bins)) / max(len(truth), 1))
 
 
 def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
@@ -44,8 +37,13 @@ def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = ECE_BI
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == truth
     which = np.minimum((confidence * bins).astype(int), bins - 1)
-    return [{"bin": b, "images": int((which == b).sum()), "confidence": float(confidence[which == b].mean()),
-             "accuracy": float(correct[which == b].mean())} for b in range(bins) if (which == b).any()]
+    points = []
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            points.append({"bin": b, "images": int(inside.sum()), "confidence": float(confidence[inside].mean()),
+                           "accuracy": float(correct[inside].mean())})
+    return points
 
 
 def _logits(probabilities: np.ndarray) -> np.ndarray:
@@ -70,20 +68,25 @@ def fit_temperature(probabilities: np.ndarray, truth: np.ndarray) -> float:
     return float(math.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
 
 
+def _ranked(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's groups from most to least probable: their order, probabilities and cumulative mass."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    ranked = np.take_along_axis(probabilities, order, axis=1)
+    return order, ranked, np.cumsum(ranked, axis=1)
+
+
 def aps_scores(probabilities: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Adaptive-prediction-set conformity scores: the probability mass of the groups ranked at or above the
     true group (non-randomised, so sets are conservative: coverage at least nominal)."""
-    order = np.argsort(-probabilities, axis=1, kind="stable")
-    cumulative = np.cumsum(np.take_along_axis(probabilities, order, axis=1), axis=1)
+    order, _, cumulative = _ranked(probabilities)
     rank = np.argmax(order == truth[:, None], axis=1)
     return cumulative[np.arange(len(truth)), rank]
 
 
 def prediction_sets(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     """Boolean `[n, groups]`: the most probable groups of each image until their mass reaches `threshold`."""
-    order = np.argsort(-probabilities, axis=1, kind="stable")
-    cumulative = np.cumsum(np.take_along_axis(probabilities, order, axis=1), axis=1)
-    keep_sorted = (cumulative - np.take_along_axis(probabilities, order, axis=1)) < threshold
+    order, ranked, cumulative = _ranked(probabilities)
+    keep_sorted = (cumulative - ranked) < threshold
     sets = np.zeros_like(probabilities, dtype=bool)
     np.put_along_axis(sets, order, keep_sorted, axis=1)
     return sets
