@@ -24,8 +24,7 @@ from sample import sample_arrays
 
 from cxr_age.config import Experiment, TrainConfig
 from cxr_age.distribute import make_strategy
-from cxr_age.models import build_model
-from cxr_age.training import compile_model
+from cxr_age.models import build_model, compile_model
 
 OPTIONS = {
     "baseline": {},

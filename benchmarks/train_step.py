@@ -23,8 +23,7 @@ from cxr_age.config import DataConfig, Experiment, TrainConfig
 from cxr_age.data.pipeline import make_dataset
 from cxr_age.data.selection import select
 from cxr_age.data.store import PreparedStore, prepare_store
-from cxr_age.models import build_model
-from cxr_age.training import compile_model
+from cxr_age.models import build_model, compile_model
 
 BATCH = 16
 

@@ -6,7 +6,7 @@ younger, so a finding common in the old would look "younger" for no biological r
 literature (Le et al. 2018; Beheshti et al. 2019; de Lange & Cole 2020), a line `gap = a + b * age` is fitted
 on the validation split and subtracted on the test split: the corrected gap is the part of the gap that the
 true age does not explain. Both gaps are reported and named. Intervals are patient-bootstrap 95% intervals
-(metrics.patient_bootstrap); every level is shown with its counts, however few.
+(`cxr_age.bootstrap`); every level is shown with its counts, however few.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from cxr_age import figures
+from cxr_age.bootstrap import BOOTSTRAP_DRAWS, mean_interval
 from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import run_config, saved_predictions
-from cxr_age.metrics import patient_bootstrap
 from cxr_age.run_dir import write_csv, write_json
 from cxr_age.run_files import predictions_file
 from cxr_age.tasks import get_task
@@ -85,8 +85,8 @@ def _mean_with_interval(part: pd.DataFrame, column: str, seed: int) -> tuple[flo
     values = part[column].to_numpy(float)
     if part["patient_id"].nunique() < MIN_PATIENTS_FOR_INTERVAL:
         return float(values.mean()), float("nan"), float("nan")
-    low, high = patient_bootstrap(part["patient_id"].to_numpy(str), lambda rows: float(values[rows].mean()), seed)
-    return float(values.mean()), low, high
+    result = mean_interval(part["patient_id"].to_numpy(str), values, seed, BOOTSTRAP_DRAWS)
+    return result["value"], *result["ci95"]
 
 
 def _uses_nih_labels(frame: pd.DataFrame) -> bool:

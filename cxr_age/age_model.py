@@ -16,7 +16,8 @@ import pandas as pd
 from cxr_age.calibration import Calibration
 from cxr_age.config import Experiment
 from cxr_age.conformal import AgeIntervals
-from cxr_age.data.decode import image_from_array, read_image
+from cxr_age.data.decode import image_from_array
+from cxr_age.data.reader import read_batches
 from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import load_network, run_config
 from cxr_age.run_files import CALIBRATION, CONFORMAL, METRICS
@@ -88,15 +89,29 @@ class AgeModel:
 
     def preprocess(self, images: Images) -> np.ndarray:
         """Files (PNG, JPEG, BMP, GIF, DICOM) or arrays (uint8, uint16, or float in [0, 1]; any size) as the
-        network's float32 input `[n, size, size, 1]`, through the training decoder and resize."""
+        network's float32 input `[n, size, size, 1]`, through the training decoder and resize (files in
+        parallel, `cxr_age.data.reader`). A file that cannot be read is a CxrAgeError naming it."""
         items = _items(images)
         if not items:
             raise CxrAgeError("no images given")
-        return np.stack([read_image(Path(item), self.image_size) if isinstance(item, (str, Path))
-                         else image_from_array(item, self.image_size) for item in items])
+        inputs: list[np.ndarray | None] = [None if isinstance(item, (str, Path)) else
+                                           image_from_array(item, self.image_size) for item in items]
+        positions = [i for i, item in enumerate(inputs) if item is None]
+        files = [Path(items[i]) for i in positions]
+        for read in read_batches(files, self.image_size, max(len(files), 1)):
+            if read.skipped:
+                index, reason = read.skipped[0]
+                raise CxrAgeError(f"{files[index]}: {reason}")
+            for index, image in zip(read.indices, read.images):
+                inputs[positions[index]] = image
+        return np.stack(inputs)
 
-    def outputs(self, inputs: np.ndarray) -> np.ndarray:
-        """The network's outputs for a preprocessed batch, computed eagerly (no graph trace for a handful)."""
+    def outputs(self, inputs: np.ndarray, compiled: bool = False) -> np.ndarray:
+        """The network's outputs for a preprocessed batch: eagerly (no graph trace for a handful), or
+        `compiled` as a traced graph (four times the throughput of eager calls for a DenseNet on a CPU, once
+        the trace is paid)."""
+        if compiled:
+            return np.asarray(self.network.predict_on_batch(inputs))
         return np.asarray(self.network(inputs, training=False))
 
     def columns(self, outputs: np.ndarray, coverage: float | None = None) -> pd.DataFrame:
@@ -118,7 +133,8 @@ class AgeModel:
         items = _items(images)
         if not items:
             raise CxrAgeError("no images given")
-        batches = [self.outputs(self.preprocess(items[start:start + batch_size]))
+        compiled = len(items) > batch_size
+        batches = [self.outputs(self.preprocess(items[start:start + batch_size]), compiled)
                    for start in range(0, len(items), batch_size)]
         names = [str(item) if isinstance(item, (str, Path)) else f"array {i}" for i, item in enumerate(items)]
         frame = self.columns(np.concatenate(batches), coverage)

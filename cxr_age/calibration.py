@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from cxr_age.bootstrap import Weighted
 from cxr_age.conformal import conformal_quantile
 from cxr_age.data.ages import N_GROUPS
 from cxr_age.run_dir import write_json
@@ -30,6 +31,17 @@ def expected_calibration_error(probabilities: np.ndarray, truth: np.ndarray, bin
     equal-width confidence bins (Guo et al. 2017), from the reliability diagram's points."""
     return float(sum(p["images"] * abs(p["accuracy"] - p["confidence"])
                      for p in reliability(probabilities, truth, bins)) / max(len(truth), 1))
+
+
+def weighted_ece(probabilities: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> Weighted:
+    """`expected_calibration_error` over weighted rows (for the patient bootstrap): the sum over bins of
+    |sum of (correct - confidence)| divided by the total weight."""
+    confidence = probabilities.max(axis=1)
+    gaps = (probabilities.argmax(axis=1) == truth) - confidence
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    members = np.eye(bins)[which]  # [rows, bins]
+
+    return lambda weights: np.abs((weights * gaps) @ members).sum(axis=1) / weights.sum(axis=1)
 
 
 def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> list[dict]:

@@ -123,6 +123,17 @@ def _multi_worker_strategy() -> tf.distribute.Strategy:
     return KerasMultiWorkerMirroredStrategy()
 
 
+def sum_over_replicas(value):
+    """`value` summed over the replicas of the running strategy (itself on one device or outside a replica
+    context): how a loss that is not a mean over images sees the whole global batch."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def replica_batch(replicas: int, batch_size: int) -> int:
     """The batch each of `replicas` computes: the global batch divided evenly, or a one-line error."""
     if batch_size % replicas:

@@ -1,20 +1,22 @@
-"""Losses and metrics of the paper's regressor: 1 - R² over the batch (round 2) and MAE in years."""
+"""Losses and metrics of the paper's regressor: 1 - R² over the batch (round 2) and MAE in years. Written in
+`keras.ops` alone, so that the same loss runs on the JAX backend (`benchmarks/gpu_step.py`)."""
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 ops = keras.ops
 EPSILON = 1e-7
 
 
 def _sum_over_replicas(value):
-    """`value` summed over the replicas of the running `tf.distribute` strategy (itself on one device)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
+    """`value` summed over the replicas of the running `tf.distribute` strategy (itself on one device). Other
+    Keras backends run one replica per process here, so there the sum is the value."""
+    if keras.backend.backend() != "tensorflow":
         return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+    from cxr_age.distribute import sum_over_replicas
+
+    return sum_over_replicas(value)
 
 
 @keras.saving.register_keras_serializable(package="cxr_age")

@@ -7,54 +7,26 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    mean_absolute_error,
-    r2_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
+from sklearn.metrics import roc_auc_score
 
+from cxr_age.bootstrap import (
+    BOOTSTRAP_DRAWS,
+    Weighted,
+    mean_interval,
+    weighted_auc,
+    weighted_interval,
+    weighted_mean,
+    weighted_pearson,
+    weighted_r2,
+)
 from cxr_age.data.ages import GROUP_LABELS, N_GROUPS
 
-BOOTSTRAP_DRAWS = 1000
-
-
-def _pearson(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    if np.std(y_pred) == 0 or np.std(y_true) == 0:
-        return float("nan")
-    return float(np.corrcoef(y_true, y_pred)[0, 1])
-
-
-REGRESSION_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "mae": mean_absolute_error,
-    "rmse": root_mean_squared_error,
-    "r2": r2_score,
-    "pearson_r": _pearson,
+REGRESSION_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], Weighted]] = {
+    "mae": lambda y_true, y_pred: weighted_mean(np.abs(y_true - y_pred)),
+    "rmse": lambda y_true, y_pred: lambda weights: np.sqrt(weighted_mean((y_true - y_pred) ** 2)(weights)),
+    "r2": weighted_r2,
+    "pearson_r": weighted_pearson,
 }
-
-
-def patient_bootstrap(patients: np.ndarray, statistic: Callable[[np.ndarray], float], seed: int = 0,
-                      draws: int = BOOTSTRAP_DRAWS) -> tuple[float, float]:
-    """2.5th and 97.5th percentiles of `statistic(row_indices)` over `draws` resamples of whole patients."""
-    _, inverse = np.unique(patients, return_inverse=True)
-    rows_of = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(draws):
-        chosen = rng.integers(0, len(rows_of), len(rows_of))
-        values.append(statistic(np.concatenate([rows_of[i] for i in chosen])))
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
-
-
-def with_interval(patients: np.ndarray, fn: Callable[[np.ndarray], float], seed: int,
-                   draws: int) -> dict[str, float]:
-    low, high = patient_bootstrap(patients, fn, seed, draws)
-    return {"value": float(fn(np.arange(len(patients)))), "ci95": [low, high]}
 
 
 def regression_metrics(frame: pd.DataFrame, train_median: float, seed: int = 0,
@@ -67,23 +39,28 @@ def regression_metrics(frame: pd.DataFrame, train_median: float, seed: int = 0,
     baseline = np.full_like(y_true, train_median)
     result = {"images": len(frame), "patients": int(len(np.unique(patients))), "model": {}, "baseline": {}}
     for name, metric in REGRESSION_METRICS.items():
-        result["model"][name] = with_interval(patients, lambda i, m=metric: m(y_true[i], y_pred[i]), seed, draws)
-        result["baseline"][name] = float(metric(y_true, baseline))
+        result["model"][name] = weighted_interval(patients, metric(y_true, y_pred), seed, draws)
+        result["baseline"][name] = float(metric(y_true, baseline)(np.ones((1, len(y_true))))[0])
     result["baseline"]["predicts"] = f"training median age, {train_median:g} years"
 
     def mae(part: pd.DataFrame) -> dict:
         errors = (part["predicted_age"] - part["age"]).abs().to_numpy(float)
-        return {"mae": with_interval(part["patient_id"].to_numpy(str), lambda i: float(errors[i].mean()), seed, draws),
+        return {"mae": mean_interval(part["patient_id"].to_numpy(str), errors, seed, draws),
                 "baseline_mae": float((part["age"] - train_median).abs().mean())}
 
     return {**result, **by_facet(frame, mae)}
 
 
-def _macro_auc(onehot: np.ndarray, probabilities: np.ndarray) -> float:
-    present = [g for g in range(N_GROUPS) if 0 < onehot[:, g].sum() < len(onehot)]
-    if not present:
-        return float("nan")
-    return float(np.mean([roc_auc_score(onehot[:, g], probabilities[:, g]) for g in present]))
+def _macro_auc(onehot: np.ndarray, probabilities: np.ndarray) -> Weighted:
+    """The mean one-vs-rest AUC over the groups present (both classes) in each draw."""
+    aucs = [weighted_auc(onehot[:, g], probabilities[:, g]) for g in range(N_GROUPS) if onehot[:, g].any()]
+
+    def macro(weights: np.ndarray) -> np.ndarray:
+        values = np.stack([auc(weights) for auc in aucs])
+        with np.errstate(invalid="ignore"):
+            return np.nanmean(values, axis=0) if np.isfinite(values).any() else np.full(len(weights), np.nan)
+
+    return macro
 
 
 def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int = 0,
@@ -103,10 +80,9 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
             "auc": float(roc_auc_score(onehot[:, g], probabilities[:, g])) if present else None,
         }
     model = {
-        "macro_auc": with_interval(patients, lambda i: _macro_auc(onehot[i], probabilities[i]), seed, draws),
-        "accuracy": with_interval(patients, lambda i: accuracy_score(truth[i], predicted[i]), seed, draws),
-        "off_by_one_accuracy": with_interval(
-            patients, lambda i: float(np.mean(np.abs(truth[i] - predicted[i]) <= 1)), seed, draws),
+        "macro_auc": weighted_interval(patients, _macro_auc(onehot, probabilities), seed, draws),
+        "accuracy": mean_interval(patients, truth == predicted, seed, draws),
+        "off_by_one_accuracy": mean_interval(patients, np.abs(truth - predicted) <= 1, seed, draws),
     }
     baseline = {
         "predicts": f"training majority group, {GROUP_LABELS[train_majority]}",
@@ -116,9 +92,7 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
     }
 
     def accuracy(part: pd.DataFrame) -> dict:
-        hits = part["hit"].to_numpy(float)
-        return {"accuracy": with_interval(part["patient_id"].to_numpy(str), lambda i: float(hits[i].mean()), seed,
-                                          draws),
+        return {"accuracy": mean_interval(part["patient_id"].to_numpy(str), part["hit"].to_numpy(float), seed, draws),
                 "baseline_accuracy": float((part["group"] == train_majority).mean())}
 
     facets = by_facet(frame.assign(hit=truth == predicted), accuracy)
@@ -165,16 +139,14 @@ def interval_metrics(frame: pd.DataFrame, coverage: float, seed: int = 0, draws:
                          width=frame["interval_high"] - frame["interval_low"])
 
     def summary(part: pd.DataFrame) -> dict:
-        covered = part["covered"].to_numpy(float)
-        return {"coverage": with_interval(part["patient_id"].to_numpy(str), lambda i: float(covered[i].mean()),
-                                          seed, draws),
+        return {"coverage": mean_interval(part["patient_id"].to_numpy(str), part["covered"].to_numpy(float), seed,
+                                          draws),
                 "mean_width": float(part["width"].mean())}
 
     patients = frame["patient_id"].to_numpy(str)
-    covered, width = frame["covered"].to_numpy(float), frame["width"].to_numpy(float)
     return {
         "nominal": coverage,
-        "coverage": with_interval(patients, lambda i: float(covered[i].mean()), seed, draws),
-        "mean_width": with_interval(patients, lambda i: float(width[i].mean()), seed, draws),
+        "coverage": mean_interval(patients, frame["covered"].to_numpy(float), seed, draws),
+        "mean_width": mean_interval(patients, frame["width"].to_numpy(float), seed, draws),
         **by_facet(frame, summary),
     }

@@ -1,6 +1,7 @@
 """The paper's networks: a `keras.applications` DenseNet backbone, global average pooling, and a sigmoid
 age output (regression) or a softmax over the nine age groups (classification), Karargyris et al. 2019.
-Built as one flat functional model so that every convolution is reachable for saliency methods."""
+Built as one flat functional model so that every convolution is reachable for saliency methods. Only Keras
+is used (no TensorFlow call), so the same networks and losses run on Keras's JAX backend."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import keras
 
+from cxr_age.config import Experiment
 from cxr_age.errors import CxrAgeError
 from cxr_age.tasks import get_task
 
@@ -99,3 +101,13 @@ def _build_model(task: str, backbone: str, image_size: int, weights: str | None,
     outputs = keras.layers.Dense(head.units, activation=head.activation, dtype="float32",
                                  name=head.output_layer)(base.output)
     return keras.Model(inputs, outputs, name=f"{backbone}_{task}")
+
+
+def compile_model(model: keras.Model, config: Experiment, run_eagerly: bool = False) -> None:
+    """Adam, the configured loss, and metrics in the units a reader wants (years; AUC and accuracy).
+    `run_eagerly` skips graph tracing: slower steps, but no minute-long trace for a single step."""
+    settings = config.train
+    task = get_task(settings.task)
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=task.keras_loss(settings.loss),
+                  metrics=task.keras_metrics(settings.age_scale), run_eagerly=run_eagerly,
+                  jit_compile="auto" if settings.jit_compile is None else settings.jit_compile)

@@ -1,6 +1,7 @@
 """Predict the age of a folder of studies with saved runs: find the image files, read each one exactly as
 training read its images (`AgeModel.preprocess`), and run the regressor and, optionally, the age-group
 classifier. A file that fails, for whatever reason, is skipped with that reason and never ends the run.
+Files are read in parallel through the training pipeline's `tf.data` path (`cxr_age.data.reader`).
 Optionally the age a DICOM header records is set beside the prediction, with the gap. Only the path the user
 gave identifies an image in the results."""
 
@@ -15,8 +16,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxr_age.age_model import AgeModel
-from cxr_age.data.decode import read_image
 from cxr_age.data.dicom import header_age, is_dicom, read_header
+from cxr_age.data.reader import read_batches
 from cxr_age.errors import CxrAgeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -78,25 +79,6 @@ class Reading:
     age_from_header: bool = False
 
 
-def _reason(path: Path, err: Exception) -> str:
-    if isinstance(err, CxrAgeError):
-        return str(err).removeprefix(f"{path}: ")
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else 'no message'}"
-
-
-def _read_all(files: Sequence[Path], size: int, reading: Reading,
-              ) -> tuple[list[Path], list[np.ndarray], list[tuple[str, str]]]:
-    kept, images, skipped = [], [], []
-    for path in files:
-        try:
-            images.append(read_image(path, size, reading.any_dicom))
-            kept.append(path)
-        except Exception as err:  # noqa: BLE001 - whatever one file does, it is that file's skip
-            skipped.append((str(path), _reason(path, err)))
-    return kept, images, skipped
-
-
 def _with_header_ages(rows: list[dict], files: Sequence[Path]) -> None:
     """Each row gets `header_age` (the age its DICOM header records, blank for other files) and, where there
     is one, `age_gap` (predicted - recorded) and whether the recorded age lies in the row's interval."""
@@ -109,32 +91,46 @@ def _with_header_ages(rows: list[dict], files: Sequence[Path]) -> None:
                                              if age is not None else None)
 
 
+def _classifier_inputs(kept: list[Path], images: np.ndarray, regressor: AgeModel, classifier: AgeModel,
+                       reading: Reading) -> np.ndarray:
+    """The classifier's inputs: the regressor's batch, or the same files read again at the classifier's size."""
+    if classifier.image_size == regressor.image_size:
+        return images
+    again = list(read_batches(kept, classifier.image_size, len(kept), reading.any_dicom))
+    if any(batch.skipped for batch in again):
+        index, reason = next(skip for batch in again for skip in batch.skipped)
+        raise CxrAgeError(f"{kept[index]}: changed while being read: {reason}")
+    return np.concatenate([batch.images for batch in again])
+
+
+def _rows(kept: list[Path], images: np.ndarray, regressor: AgeModel, classifier: AgeModel | None,
+          coverage: float | None, reading: Reading, compiled: bool) -> list[dict]:
+    decoded = regressor.columns(regressor.outputs(images, compiled), coverage).to_dict(orient="records")
+    rows = [{"file": str(path), **row} for path, row in zip(kept, decoded)]
+    if classifier is not None:
+        inputs = _classifier_inputs(kept, images, regressor, classifier, reading)
+        extras = classifier.columns(classifier.outputs(inputs, compiled), coverage).to_dict(orient="records")
+        for row, extra in zip(rows, extras):
+            row.update(extra)
+    if reading.age_from_header:
+        _with_header_ages(rows, kept)
+    return rows
+
+
 def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeModel | None,
                     batch_size: int, progress: bool = True, coverage: float | None = None,
                     reading: Reading = Reading()) -> Iterator[Batch]:
     """Per batch of files: the predicted age (and the classifier's groups and probabilities) of each
-    readable file; unreadable files are skipped with their reason."""
+    readable file; unreadable files are skipped with their reason. Files are read in parallel, a batch
+    ahead (`cxr_age.data.reader`); more than one batch runs the networks as compiled graphs, a single batch
+    eagerly (a graph's trace would cost more than it saves)."""
+    compiled = len(files) > batch_size
     with tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True) as bar:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start:start + batch_size]
-            kept, images, skipped = _read_all(chunk, regressor.image_size, reading)
-            rows: list[dict] = []
-            batch = np.stack(images) if images else np.zeros((0,))
-            if kept:
-                decoded = regressor.columns(regressor.outputs(batch), coverage).to_dict(orient="records")
-                rows = [{"file": str(path), **row} for path, row in zip(kept, decoded)]
-                if classifier is not None:
-                    # The files are decoded again only when the classifier was trained at another size.
-                    same_size = classifier.image_size == regressor.image_size
-                    inputs = batch if same_size else np.stack([read_image(path, classifier.image_size,
-                                                                          reading.any_dicom) for path in kept])
-                    extras = classifier.columns(classifier.outputs(inputs), coverage).to_dict(orient="records")
-                    for row, extra in zip(rows, extras):
-                        row.update(extra)
-                if reading.age_from_header:
-                    _with_header_ages(rows, kept)
-            bar.update(len(chunk))
-            yield Batch(rows, batch, skipped)
+        for read in read_batches(files, regressor.image_size, batch_size, reading.any_dicom):
+            kept = [files[i] for i in read.indices]
+            rows = _rows(kept, read.images, regressor, classifier, coverage, reading, compiled) if kept else []
+            bar.update(len(read.indices) + len(read.skipped))
+            yield Batch(rows, read.images, [(str(files[i]), reason) for i, reason in read.skipped])
 
 
 @dataclass

@@ -25,10 +25,9 @@ from cxr_age.data.store import PreparedStore, matching_store
 from cxr_age.distribute import describe, is_chief, make_strategy, run_folder_suffix
 from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import evaluate
-from cxr_age.models import build_model
+from cxr_age.models import build_model, compile_model
 from cxr_age.run_dir import run_lock, training_run_dir, write_atomic, write_csv, write_text
 from cxr_age.run_files import BACKUP, CONFIG, HISTORY, MODEL, REMOVED, SKIPPED, TENSORBOARD, split_file
-from cxr_age.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +39,6 @@ def class_weights(groups: np.ndarray) -> dict[int, float]:
     weights = np.ones(N_GROUPS)
     weights[present] = len(groups) / (present.sum() * counts[present])
     return {g: float(w) for g, w in enumerate(weights)}
-
-
-def compile_model(model: keras.Model, config: Experiment, run_eagerly: bool = False) -> None:
-    """Adam, the configured loss, and metrics in the units a reader wants (years; AUC and accuracy).
-    `run_eagerly` skips graph tracing: slower steps, but no minute-long trace for a single step."""
-    settings = config.train
-    task = get_task(settings.task)
-    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=task.keras_loss(settings.loss),
-                  metrics=task.keras_metrics(settings.age_scale), run_eagerly=run_eagerly,
-                  jit_compile="auto" if settings.jit_compile is None else settings.jit_compile)
 
 
 def inference_copy(model: keras.Model) -> keras.Model:

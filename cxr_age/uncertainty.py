@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from cxr_age import figures
-from cxr_age.calibration import Calibration, expected_age, expected_calibration_error, reliability, scale
+from cxr_age.bootstrap import BOOTSTRAP_DRAWS, mean_interval, weighted_interval
+from cxr_age.calibration import Calibration, expected_age, reliability, scale, weighted_ece
 from cxr_age.config import Experiment
 from cxr_age.conformal import AgeIntervals
 from cxr_age.data.ages import GROUP_LABELS
-from cxr_age.metrics import BOOTSTRAP_DRAWS, interval_metrics, with_interval
+from cxr_age.metrics import interval_metrics
 from cxr_age.run_files import CALIBRATION, CONFORMAL
 
 
@@ -68,13 +69,12 @@ def classification_uncertainty(run_dir: Path, experiment: Experiment, train: pd.
     seed, draws = experiment.data.seed, BOOTSTRAP_DRAWS
     report = {
         "calibrated_on": "val", "split": split, "temperature": calibration.temperature,
-        "ece_before": with_interval(patients, lambda i: expected_calibration_error(raw[i], truth[i]), seed, draws),
-        "ece_after": with_interval(patients, lambda i: expected_calibration_error(scaled[i], truth[i]), seed, draws),
+        "ece_before": weighted_interval(patients, weighted_ece(raw, truth), seed, draws),
+        "ece_after": weighted_interval(patients, weighted_ece(scaled, truth), seed, draws),
         "sets": {"nominal": coverage,
-                 "coverage": with_interval(patients, lambda i: float(sets[i, truth[i]].mean()), seed, draws),
-                 "mean_size": with_interval(patients, lambda i: float(sets[i].sum(axis=1).mean()), seed, draws)},
-        "expected_age_mae": with_interval(patients, lambda i: float(np.abs(ages[i] - true_age[i]).mean()), seed,
-                                          draws),
+                 "coverage": mean_interval(patients, sets[np.arange(len(truth)), truth], seed, draws),
+                 "mean_size": mean_interval(patients, sets.sum(axis=1), seed, draws)},
+        "expected_age_mae": mean_interval(patients, np.abs(ages - true_age), seed, draws),
         "median_baseline_mae": float(np.abs(true_age - median).mean()),
     }
     figures.reliability_diagram(reliability(raw, truth), reliability(scaled, truth), calibration.temperature,

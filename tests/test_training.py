@@ -13,14 +13,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score
 
+from cxr_age.bootstrap import weighted_bootstrap, weighted_mean
 from cxr_age.config import Experiment, TrainConfig
 from cxr_age.data.ages import GROUP_LABELS, group_index
 from cxr_age.errors import CxrAgeError
 from cxr_age.losses import YearsMAE, r2_loss
-from cxr_age.metrics import classification_metrics, patient_bootstrap, regression_metrics
-from cxr_age.models import build_model
+from cxr_age.metrics import classification_metrics, regression_metrics
+from cxr_age.models import build_model, compile_model
 from cxr_age.run_dir import new_run_dir, run_lock, write_atomic
-from cxr_age.training import BestModelCheckpoint, class_weights, compile_model
+from cxr_age.training import BestModelCheckpoint, class_weights
 
 
 @pytest.mark.parametrize("backbone, task", [("densenet121", "regress"), ("densenet169", "regress"),
@@ -76,7 +77,7 @@ def test_regression_metrics_agree_with_sklearn():
 def test_bootstrap_resamples_whole_patients():
     patients = np.array(["a"] * 50 + ["b"] * 50)
     values = np.array([0.0] * 50 + [1.0] * 50)
-    low, high = patient_bootstrap(patients, lambda rows: values[rows].mean(), draws=200)
+    low, high = weighted_bootstrap(patients, weighted_mean(values), draws=200)
     assert (low, high) == (0.0, 1.0)  # two patients: each draw has 0, 1 or 2 copies of b, nothing between
 
 

@@ -1,0 +1,109 @@
+"""Training images/s of the paper's networks on Keras's JAX backend, for a machine that has JAX but no
+TensorFlow (the GPU machines lent to this project): the DenseNet169 regressor and the DenseNet201 classifier
+of `cxr_age.models`, compiled as `cxr-age-train` compiles them, at --sizes px, in float32 and under the
+mixed-precision policy (`mixed_float16`, what `--mixed-precision` sets). Only Keras, NumPy and
+pandas/scikit-learn (for `cxr_age.tasks`) are needed: no TensorFlow.
+
+Each figure is the median images/s of --repeats timed passes of --steps steps after a warm-up (XLA
+compilation), on random in-memory images (the pipeline is not measured here). A training rate is also the
+rate at which the input must deliver images to keep the device busy; the last column gives it as the CPU
+cores it would take at a per-core decode rate (--png-per-core, default: this project's measured raw PNG path,
+BENCHMARKS.md) and says whether a prepared store's rate (--store-rate) covers it.
+
+    KERAS_BACKEND=jax python benchmarks/gpu_step.py [--sizes 256 512] [--batch-size 32] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PAPER_NETWORKS = (("regress", "densenet169", "mse"), ("classify", "densenet201", "crossentropy"))
+
+
+def _batch(task: str, size: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.random((batch_size, size, size, 1), dtype=np.float32)
+    if task == "regress":
+        return images, rng.random((batch_size, 1), dtype=np.float32)
+    return images, np.eye(9, dtype=np.float32)[rng.integers(0, 9, batch_size)]
+
+
+def images_per_second(task: str, backbone: str, loss: str, size: int, mixed: bool, args: argparse.Namespace,
+                      ) -> list[float]:
+    """Timed passes of `args.steps` training steps of one network, in float32 or mixed precision."""
+    import keras
+
+    from cxr_age.config import Experiment, TrainConfig
+    from cxr_age.models import build_model, compile_model
+
+    keras.utils.clear_session()
+    model = build_model(task, backbone, size, mixed_precision=mixed)
+    compile_model(model, Experiment(train=TrainConfig(task=task, backbone=backbone, loss=loss, jit_compile=True)))
+    x, y = _batch(task, size, args.batch_size, seed=size)
+    for _ in range(2):
+        model.train_on_batch(x, y)
+    passes = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            model.train_on_batch(x, y)  # returns host numbers: each step is waited for
+        passes.append(args.steps * args.batch_size / (time.perf_counter() - start))
+    return passes
+
+
+def _feeds(rate: float, args: argparse.Namespace) -> str:
+    cores = rate / args.png_per_core
+    store = "covers it" if args.store_rate >= rate else "does NOT cover it"
+    return f"{cores:.1f} cores of PNG decode; a store at {args.store_rate:,.0f}/s {store}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--networks", nargs="+", default=["regress", "classify"], choices=("regress", "classify"))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--png-per-core", type=float, default=104.0,
+                        help="raw PNG path images/s per CPU core (default: 207.9/2, BENCHMARKS.md, 256 px)")
+    parser.add_argument("--store-rate", type=float, default=18771.0,
+                        help="prepared store images/s (default: BENCHMARKS.md, 2 cores)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    import keras
+
+    devices = [str(device) for device in __import__("jax").devices()] if keras.backend.backend() == "jax" else []
+    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, devices {devices or 'default'}, "
+          f"batch {args.batch_size}, {args.steps} steps x {args.repeats} passes after a warm-up", flush=True)
+    rows = []
+    for task, backbone, loss in (net for net in PAPER_NETWORKS if net[0] in args.networks):
+        for size in args.sizes:
+            for mixed in (False, True):
+                passes = images_per_second(task, backbone, loss, size, mixed, args)
+                rate = statistics.median(passes)
+                policy = "mixed_float16" if mixed else "float32"
+                ratio = f", {rate / rows[-1]['images_per_second']:.2f} x float32" if mixed else ""
+                rows.append({"task": task, "backbone": backbone, "size": size, "policy": policy,
+                             "images_per_second": rate, "passes": passes})
+                print(f"{backbone:<12} {task:<9} {size:4d} px {policy:<14} {rate:9.1f} images/s "
+                      f"({', '.join(f'{p:.1f}' for p in passes)}{ratio}); to feed it: {_feeds(rate, args)}",
+                      flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"backend": keras.backend.backend(), "devices": devices,
+                                         "tensorflow_imported": "tensorflow" in sys.modules,
+                                         "environment": {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND")},
+                                         "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

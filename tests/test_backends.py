@@ -1,0 +1,71 @@
+"""The networks and losses are backend-neutral Keras (issue 17): they build, run and give the same loss
+values on a backend other than TensorFlow without importing TensorFlow, and `benchmarks/gpu_step.py` trains
+the paper's networks on the JAX backend (the only framework the lent GPU machines have)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxr_age.losses import YearsMAE, r2_loss
+
+ROOT = Path(__file__).resolve().parent.parent
+Y_TRUE = [[0.2], [0.5], [0.9], [0.4]]
+Y_PRED = [[0.3], [0.5], [0.7], [0.6]]
+
+ON_NUMPY_BACKEND = f"""
+import json, sys
+import numpy as np
+from cxr_age.losses import YearsMAE, r2_loss
+from cxr_age.models import build_model
+shapes = {{}}
+for task, backbone in (("regress", "densenet169"), ("classify", "densenet201")):
+    model = build_model(task, backbone, 32)
+    shapes[task] = list(np.asarray(model(np.zeros((2, 32, 32, 1), "float32"))).shape)
+mae = YearsMAE(90.0)
+mae.update_state(np.array({Y_TRUE}, "float32"), np.array({Y_PRED}, "float32"))
+print(json.dumps({{"r2_loss": float(r2_loss(np.array({Y_TRUE}, "float32"), np.array({Y_PRED}, "float32"))),
+                  "mae_years": float(mae.result()), "shapes": shapes,
+                  "tensorflow_imported": any(name.split(".")[0] == "tensorflow" for name in sys.modules)}}))
+"""
+
+
+def _backend_env(backend: str) -> dict[str, str]:
+    return {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+
+
+def test_networks_and_losses_run_without_tensorflow_and_agree_with_it():
+    result = subprocess.run([sys.executable, "-c", ON_NUMPY_BACKEND], env=_backend_env("numpy"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    other = json.loads(result.stdout.splitlines()[-1])
+    assert other["tensorflow_imported"] is False
+    assert other["shapes"] == {"regress": [2, 1], "classify": [2, 9]}
+    y_true, y_pred = np.array(Y_TRUE, "float32"), np.array(Y_PRED, "float32")
+    mae = YearsMAE(90.0)
+    mae.update_state(y_true, y_pred)
+    assert other["r2_loss"] == pytest.approx(float(r2_loss(y_true, y_pred)), rel=1e-6)
+    assert other["mae_years"] == pytest.approx(float(mae.result()), rel=1e-6)
+    assert other["mae_years"] == pytest.approx(90.0 * 0.125, rel=1e-6)
+
+
+@pytest.mark.jax
+def test_gpu_step_benchmark_trains_the_paper_networks_on_jax(tmp_path):
+    pytest.importorskip("jax")
+    out = tmp_path / "gpu_step.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "gpu_step.py"), "--sizes", "32", "--batch-size", "2",
+               "--steps", "1", "--repeats", "1", "--json", str(out)]
+    result = subprocess.run(command, env=_backend_env("jax"), capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["backend"] == "jax" and figures["tensorflow_imported"] is False
+    assert [(row["backbone"], row["policy"]) for row in figures["rows"]] == [
+        ("densenet169", "float32"), ("densenet169", "mixed_float16"),
+        ("densenet201", "float32"), ("densenet201", "mixed_float16")]
+    assert all(row["images_per_second"] > 0 for row in figures["rows"])
