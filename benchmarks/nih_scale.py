@@ -10,8 +10,8 @@ runs it, in a fresh process, timed, with its peak resident memory:
                                             store), metrics with 1,000 patient-bootstrap draws, per-group
                                             AUCs, conformal intervals, calibration, the age-gap tables;
   report                                    `cxr-age-report` of the regress run;
-  saliency                                  `cxr-age-saliency` of the classify run over its test split
-                                            (vanilla gradients, averaged per age group).
+  saliency                                  `cxr-age-saliency --batch-size 64` of the classify run over its
+                                            test split (vanilla gradients, averaged per age group).
 
 The weights are random because no model can be trained on 112,120 images on this machine; the steps' cost
 does not depend on them. Then each step's growth exponent k (time ~ n^k, fitted over the fractions by least
@@ -37,6 +37,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SIZE = 64
+# At 64 px a batch's cost is mostly the per-call overhead of eager Keras and tf-keras-vis (about 3 maps/s in
+# the default batches of 8 at 1/16 of NIH), so the benchmark maps 64 at a time.
+SALIENCY_BATCH = 64
 
 MEASURED = """
 import importlib, json, resource, sys, time
@@ -109,6 +112,7 @@ def steps(work: Path, csv: Path, images: Path) -> dict[str, dict]:
         results[f"evaluate {task}"] = measured("cxr_age.cli.evaluate", [str(work / task), *extra, "--quiet"], work)
     results["report"] = measured("cxr_age.cli.report", [str(work / "regress"), "--quiet"], work)
     results["saliency"] = measured("cxr_age.cli.saliency", ["--run", str(work / "classify"), "--no-progress",
+                                                            "--batch-size", str(SALIENCY_BATCH),
                                                             "--out", str(work / "saliency"), "--quiet"], work)
     return results
 

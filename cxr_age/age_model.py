@@ -6,7 +6,7 @@ successor of the keras-vis the paper used (Karargyris et al., SPIE 2019)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import keras
@@ -98,13 +98,25 @@ class AgeModel:
                                            image_from_array(item, self.image_size) for item in items]
         positions = [i for i, item in enumerate(inputs) if item is None]
         files = [Path(items[i]) for i in positions]
-        for read in read_batches(files, self.image_size, max(len(files), 1)):
+        for indices, images in self._read(files, max(len(files), 1)):
+            for index, image in zip(indices, images):
+                inputs[positions[index]] = image
+        return np.stack(inputs)
+
+    def _read(self, files: list[Path], batch_size: int) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Batches of files read through one parallel pipeline; the first unreadable file is an error."""
+        for read in read_batches(files, self.image_size, batch_size):
             if read.skipped:
                 index, reason = read.skipped[0]
                 raise CxrAgeError(f"{files[index]}: {reason}")
-            for index, image in zip(read.indices, read.images):
-                inputs[positions[index]] = image
-        return np.stack(inputs)
+            yield read.indices, read.images
+
+    def _input_batches(self, items: list[str | Path | np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+        """Preprocessed batches of `items` in order: a list of files through one pipeline, a batch ahead."""
+        if all(isinstance(item, (str, Path)) for item in items):
+            yield from (images for _, images in self._read([Path(item) for item in items], batch_size))
+        else:
+            yield from (self.preprocess(items[start:start + batch_size]) for start in range(0, len(items), batch_size))
 
     def outputs(self, inputs: np.ndarray, compiled: bool = False) -> np.ndarray:
         """The network's outputs for a preprocessed batch: eagerly (no graph trace for a handful), or
@@ -134,8 +146,7 @@ class AgeModel:
         if not items:
             raise CxrAgeError("no images given")
         compiled = len(items) > batch_size
-        batches = [self.outputs(self.preprocess(items[start:start + batch_size]), compiled)
-                   for start in range(0, len(items), batch_size)]
+        batches = [self.outputs(inputs, compiled) for inputs in self._input_batches(items, batch_size)]
         names = [str(item) if isinstance(item, (str, Path)) else f"array {i}" for i, item in enumerate(items)]
         frame = self.columns(np.concatenate(batches), coverage)
         frame.insert(0, "image", names)
