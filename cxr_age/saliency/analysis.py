@@ -15,6 +15,7 @@ import pandas as pd
 from cxr_age.config import Experiment
 from cxr_age.data.ages import GROUP_LABELS
 from cxr_age.data.pipeline import make_dataset
+from cxr_age.data.store import matching_store
 from cxr_age.errors import CxrAgeError
 from cxr_age.evaluation import load_network, run_config, split_frame
 from cxr_age.run_dir import new_run_dir, write_atomic, write_csv, write_json
@@ -133,9 +134,11 @@ def analyse(request: SaliencyRequest, out: str | None = None, progress: bool = T
     note = demo_note(config.train.demo)
     method = request.settings.method
     mapped = {label: part for label, part in selected.items() if not part.empty}
+    store = matching_store(pd.concat(mapped.values())["path"], config.data.image_size)
     groups = []
     for label, part in mapped.items():
-        groups.append(average_group(maps, model, part, config, label, request.batch_size, request.tolerance, progress))
+        groups.append(average_group(maps, model, part, config, label, request.batch_size, request.tolerance, progress,
+                                    store))
         _write_group(groups[-1], folder, method, note)
     write_csv(pd.concat([group.images() for group in groups], ignore_index=True), folder / "images.csv")
     table = region_table(groups, region_masks(regions, config.data.image_size))

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from cxr_age.config import Experiment
 from cxr_age.data.pipeline import make_dataset
-from cxr_age.data.store import matching_store
+from cxr_age.data.store import PreparedStore, matching_store
 from cxr_age.saliency.methods import SaliencyMaps
 from cxr_age.tasks import get_task
 
@@ -66,12 +66,16 @@ def correct_predictions(outputs: np.ndarray, batch: pd.DataFrame, task: str, age
 
 
 def average_group(maps: SaliencyMaps, model: keras.Model, frame: pd.DataFrame, config: Experiment,
-                  label: str, batch_size: int, tolerance: float, progress: bool = True) -> GroupMaps:
-    """Predict and map every image of `frame` (one age group) in batches, accumulating running means."""
+                  label: str, batch_size: int, tolerance: float, progress: bool = True,
+                  store: PreparedStore | None = None) -> GroupMaps:
+    """Predict and map every image of `frame` (one age group) in batches, accumulating running means; images
+    come from `store` if given (one store opened for all groups: each opening maps its shards anew), else
+    from a matching store or the files."""
     task = config.train.task
     result = GroupMaps(label)
+    store = store or matching_store(frame["path"], config.data.image_size)
     data = make_dataset(frame, task, config.data.image_size, batch_size, age_scale=config.train.age_scale,
-                        store=matching_store(frame["path"], config.data.image_size))
+                        store=store)
     start = 0
     with tqdm(total=len(frame), desc=f"{label} {maps.settings.method}", unit="image", disable=not progress,
               leave=False) as bar:
