@@ -63,7 +63,7 @@ def weighted_mean(values: np.ndarray) -> Weighted:
 
 def _centred(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Each draw's values minus that draw's weighted mean, `[draws, rows]`."""
-    return values[None, :] - (weights @ values / weights.sum(axis=1))[:, None]
+    return values[None, :] - weighted_mean(values)(weights)[:, None]
 
 
 def weighted_r2(y_true: np.ndarray, y_pred: np.ndarray) -> Weighted:
