@@ -49,6 +49,16 @@ def test_store_holds_the_pipelines_images_and_its_failures(bars, tmp_path):
     assert store.failures(bars["path"]) == {5: store.index.loc[bars["path"][5], "reason"]}
 
 
+def test_a_shard_cut_short_after_prepare_is_named_when_read(bars, tmp_path):
+    prepare_store(bars, SIZE, tmp_path / "store", shard_size=5, progress=False)
+    shard = tmp_path / "store" / "shard-00002.npy"
+    shard.write_bytes(shard.read_bytes()[:-SIZE * SIZE])
+    store = PreparedStore(tmp_path / "store")
+    assert store.read(store.ids(bars["path"][:10])).shape == (10, SIZE, SIZE)
+    with pytest.raises(CxrAgeError, match="shard-00002.npy is shorter than its index says"):
+        store.read(store.ids(bars["path"][10:]))
+
+
 def test_batches_from_the_store_match_the_raw_files(bars, tmp_path):
     good = bars.drop(index=5).reset_index(drop=True)
     prepare_store(good, SIZE, tmp_path / "store", shard_size=4, progress=False)
