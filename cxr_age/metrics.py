@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from cxr_age.bootstrap import (
     BOOTSTRAP_DRAWS,
@@ -77,7 +76,8 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
         present = 0 < onehot[:, g].sum() < len(frame)
         per_group[label] = {
             "images": int(onehot[:, g].sum()),
-            "auc": float(roc_auc_score(onehot[:, g], probabilities[:, g])) if present else None,
+            "auc": float(weighted_auc(onehot[:, g], probabilities[:, g])(np.ones((1, len(frame))))[0])
+            if present else None,
         }
     model = {
         "macro_auc": weighted_interval(patients, _macro_auc(onehot, probabilities), seed, draws),
