@@ -9,6 +9,7 @@ import pytest
 from cxr_age.errors import CxrAgeError
 from cxr_age.models import build_model
 from cxr_age.saliency import METHODS
+from cxr_age.saliency.analysis import default_batch_size
 from cxr_age.saliency.average import RunningMean
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps, expand_cam
 from cxr_age.saliency.regions import ELSEWHERE, Region, load_regions, mass_shares, region_masks, top_shares
@@ -16,6 +17,11 @@ from cxr_age.saliency.sanity import randomisation_stages, rank_correlations
 
 REQUIRED_REGIONS = {"aortic arch and upper mediastinum", "heart", "left lung", "right lung",
                     "clavicles and shoulders", "spine"}
+
+
+def test_default_batches_hold_the_pixels_of_eight_256_px_images_up_to_64_images():
+    sizes = (32, 64, 100, 128, 256, 320, 512, 1024)
+    assert [default_batch_size(size) for size in sizes] == [64, 64, 32, 32, 8, 8, 8, 8]
 
 
 def test_shipped_regions_cover_the_image_once():

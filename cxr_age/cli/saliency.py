@@ -37,7 +37,9 @@ def build_parser() -> Parser:
                         help="whose images to map (default: test)")
     parser.add_argument("--limit", type=positive_int, metavar="N",
                         help="map at most N images per group (a seeded random subset)")
-    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="images per batch (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N",
+                        help="images per batch (default: 8 at 256 px and above, up to 64 for smaller images: the "
+                             "same pixels per batch)")
     parser.add_argument("--layer", metavar="NAME",
                         help=f"feature layer for {', '.join(CAM_METHODS)} (default: the backbone's last, relu)")
     parser.add_argument("--smooth-samples", type=positive_int, default=20, metavar="N",

@@ -4,7 +4,7 @@ and every file a reader opens (PNG figures, `.npy` maps, CSV tables, a JSON of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class SaliencyRequest:
     split: str = "test"
     settings: MapSettings = MapSettings()
     limit: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = None
     tolerance: float = 5.0
     regions_file: Path | None = None
     sanity_images: int = 0
@@ -51,6 +51,13 @@ class SaliencyResult:
     summary: dict
     regions: pd.DataFrame
     sanity: SanityResult | None
+
+
+def default_batch_size(image_size: int) -> int:
+    """8 images of 256 px or more; smaller images in batches of the same pixel count, up to 64. At 64 px a
+    batch of 8 costs mostly eager per-call overhead: 726 maps took 229 s in batches of 8 and 71 s in batches
+    of 64 (`benchmarks/nih_scale.py` at 1/16 of NIH)."""
+    return int(min(64, max(8, 8 * (256 // image_size) ** 2)))
 
 
 def select_groups(frame: pd.DataFrame, labels: tuple[str, ...], limit: int | None,
@@ -122,6 +129,7 @@ def analyse(request: SaliencyRequest, out: str | None = None, progress: bool = T
     """Map the requested groups of a run and write the files into `out` (default: a fresh folder under
     `RUN/saliency/`). Every check that needs no model runs before the model is loaded."""
     config = run_config(request.run)
+    request = replace(request, batch_size=request.batch_size or default_batch_size(config.data.image_size))
     regions = load_regions(request.regions_file)
     selected = select_groups(split_frame(request.run, request.split), request.groups, request.limit, config.data.seed)
     empty = [label for label, part in selected.items() if part.empty]
