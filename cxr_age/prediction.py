@@ -72,11 +72,12 @@ class Batch:
 
 @dataclass(frozen=True)
 class Reading:
-    """How files are read: DICOM of any kind or chest radiographs only, and whether the age a DICOM header
-    records is reported beside the prediction."""
+    """How files are read: DICOM of any kind or chest radiographs only, whether the age a DICOM header
+    records is reported beside the prediction, and how many threads decode (None: all cores)."""
 
     any_dicom: bool = False
     age_from_header: bool = False
+    threads: int | None = None
 
 
 def _with_header_ages(rows: list[dict], files: Sequence[Path]) -> None:
@@ -96,7 +97,7 @@ def _classifier_inputs(kept: list[Path], images: np.ndarray, regressor: AgeModel
     """The classifier's inputs: the regressor's batch, or the same files read again at the classifier's size."""
     if classifier.image_size == regressor.image_size:
         return images
-    again = list(read_batches(kept, classifier.image_size, len(kept), reading.any_dicom))
+    again = list(read_batches(kept, classifier.image_size, len(kept), reading.any_dicom, reading.threads))
     if any(batch.skipped for batch in again):
         index, reason = next(skip for batch in again for skip in batch.skipped)
         raise CxrAgeError(f"{kept[index]}: changed while being read: {reason}")
@@ -126,7 +127,7 @@ def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeM
     eagerly (a graph's trace would cost more than it saves)."""
     compiled = len(files) > batch_size
     with tqdm(total=len(files), desc="predicting", unit="img", disable=None if progress else True) as bar:
-        for read in read_batches(files, regressor.image_size, batch_size, reading.any_dicom):
+        for read in read_batches(files, regressor.image_size, batch_size, reading.any_dicom, reading.threads):
             kept = [files[i] for i in read.indices]
             rows = _rows(kept, read.images, regressor, classifier, coverage, reading, compiled) if kept else []
             bar.update(len(read.indices) + len(read.skipped))

@@ -42,7 +42,7 @@ def test_same_ages_as_the_runs_evaluation_with_group_probabilities(phantom_run, 
         shutil.copy(run_dir.parent / "images" / path, folder)
     (folder / "README.txt").write_text("not an image")
     result = call_cli(predict.main, str(folder), "--run", str(run_dir), "--classify-run", str(classify_run[0]),
-                      "--json", "--no-progress", capsys=capsys)
+                      "--json", "--no-progress", "--read-threads", "1", capsys=capsys)
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     predicted = {row["file"].split("/")[-1]: row for row in output["predictions"]}
@@ -134,7 +134,8 @@ def test_unreadable_files_are_skipped_and_listed(phantom_run, studies, tmp_path,
     (["ok.png", "--csv", "taken.csv"], ["taken.csv", "already exists"]),
     (["ok.png", "--run", "CLASSIFY"], ["is a classify run", "--classify-run"]),
     (["ok.png", "--json", "--csv", "x.csv"], ["not allowed with argument"]),
-], ids=["missing", "empty", "multi-frame", "csv-exists", "wrong-task", "json-and-csv"])
+    (["ok.png", "--read-threads", "0"], ["--read-threads", "0"]),
+], ids=["missing", "empty", "multi-frame", "csv-exists", "wrong-task", "json-and-csv", "no-threads"])
 def test_bad_requests_give_one_line(phantom_run, classify_run, tmp_path, monkeypatch, capsys, args, fragments):
     run_dir, _ = phantom_run
     monkeypatch.chdir(tmp_path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cxr_age.data.decode import read_image
-from cxr_age.data.reader import read_batches
+from cxr_age.data.reader import _limited, read_batches
 
 pytest.importorskip("pydicom")
 from dicoms import write_dicom  # noqa: E402 - needs pydicom
@@ -31,9 +31,9 @@ def mixed(tmp_path) -> list[Path]:
             broken]
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_same_images_as_one_at_a_time_and_every_skip_named(mixed, batch_size):
-    batches = list(read_batches(mixed, 64, batch_size))
+@pytest.mark.parametrize("batch_size, threads", [(1, None), (3, None), (16, None), (3, 1)])
+def test_same_images_as_one_at_a_time_and_every_skip_named(mixed, batch_size, threads):
+    batches = list(read_batches(mixed, 64, batch_size, threads=threads))
     indices = [i for batch in batches for i in batch.indices]
     skipped = dict(skip for batch in batches for skip in batch.skipped)
     assert indices == [1, 2, 3, 5, 7, 8]
@@ -58,3 +58,12 @@ def test_nothing_readable_gives_only_skips(tmp_path):
     batches = list(read_batches([broken, broken], 32, 8))
     assert [batch.indices for batch in batches] == [[]]
     assert [i for i, _ in batches[0].skipped] == [0, 1]
+
+
+def test_reading_threads_are_a_private_pool_of_that_size():
+    import tensorflow as tf
+
+    data = tf.data.Dataset.range(4)
+    assert _limited(data, None).options().threading.private_threadpool_size is None
+    threading = _limited(data, 2).options().threading
+    assert (threading.private_threadpool_size, threading.max_intra_op_parallelism) == (2, 1)

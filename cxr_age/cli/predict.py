@@ -62,6 +62,9 @@ def build_parser() -> Parser:
                              "split (default: the run's, 0.9)")
     parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                         help="images per batch (default 16)")
+    parser.add_argument("--read-threads", type=positive_int, metavar="N",
+                        help="threads that decode images (default: as many as cores); fewer leave cores to other "
+                             "work on a shared machine")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -151,7 +154,7 @@ def _main(argv: Sequence[str] | None) -> None:
         overlay_dir = Path(args.overlay_dir) if args.overlay_dir else (log.csv.parent if log else Path.cwd())
     result = predict_paths(args.paths, regressor, classifier, batch_size=args.batch_size, overlay_dir=overlay_dir,
                            progress=not args.no_progress, coverage=args.coverage,
-                           reading=Reading(args.any_dicom, args.age_from_header),
+                           reading=Reading(args.any_dicom, args.age_from_header, args.read_threads),
                            done=log.done if log else frozenset(), on_batch=_on_batch(args, log))
     for path, reason in result.skipped:
         print(f"{PROG}: skipped {path}: {reason}", file=sys.stderr)

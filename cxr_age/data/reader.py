@@ -71,16 +71,28 @@ def failure(path: Path, image_size: int, any_dicom: bool) -> str:
     return "could not be read in the pipeline"
 
 
+def _limited(data: tf.data.Dataset, threads: int | None) -> tf.data.Dataset:
+    """The pipeline on a private pool of `threads` threads, each op on one thread (None: TensorFlow's shared
+    pools, as many threads as cores), so that reading leaves the other cores to whatever else runs."""
+    if threads is None:
+        return data
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
+    return data.with_options(options)
+
+
 def read_batches(files: Sequence[Path], image_size: int, batch_size: int, any_dicom: bool = False,
-                 ) -> Iterator[ReadBatch]:
-    """The files as float32 `[n, image_size, image_size, 1]` batches in [0, 1], in order, read in parallel;
-    each batch also names the files skipped since the previous one (see the module notes)."""
+                 threads: int | None = None) -> Iterator[ReadBatch]:
+    """The files as float32 `[n, image_size, image_size, 1]` batches in [0, 1], in order, read in parallel
+    (on at most `threads` threads if given); each batch also names the files skipped since the previous one
+    (see the module notes)."""
     if not files:
         return
     dicom = [is_dicom(path) for path in files]
     data = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), [str(path) for path in files], dicom))
     data = data.map(_loader(dicom, image_size, any_dicom), num_parallel_calls=AUTOTUNE, deterministic=True)
-    data = data.ignore_errors().batch(batch_size).prefetch(AUTOTUNE)
+    data = _limited(data.ignore_errors().batch(batch_size).prefetch(AUTOTUNE), threads)
     expected = 0
     for indices, images in data:
         indices = indices.numpy().tolist()
