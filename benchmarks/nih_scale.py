@@ -19,6 +19,7 @@ squares in log-log) and its memory at each size. Fixed costs (Python and TensorF
 trace) pull k below 1 at small n.
 
     python benchmarks/nih_scale.py [--fractions 0.0625 0.25 1] [--json FILE] [--keep DIR]
+    python benchmarks/nih_scale.py --reuse DIR --steps "evaluate regress" saliency   # re-measure some steps
 """
 
 from __future__ import annotations
@@ -99,21 +100,39 @@ def make_run(split: Path, run: Path, task: str, csv: Path, images: Path) -> None
                    capture_output=True)
 
 
-def steps(work: Path, csv: Path, images: Path) -> dict[str, dict]:
-    """Every step at one size, in the order a user runs them."""
+STEPS = ("stats", "split", "check", "prepare", "evaluate regress", "evaluate classify", "report", "saliency")
+
+
+def _fresh(folder: Path) -> Path:
+    """`folder`, or a new name beside it when a run of an earlier benchmark left it (nothing is overwritten)."""
+    return folder if not folder.exists() else folder.with_name(f"{folder.name}-{time.time_ns()}")
+
+
+def _command(step: str, work: Path, csv: Path, images: Path) -> tuple[str, list[str]]:
+    """The module and arguments of one step, run as a user runs it."""
     data = ["--csv", str(csv), "--image-dir", str(images), "--quiet"]
+    if step in ("stats", "split", "check"):
+        return "cxr_age.cli.data", [step, *data, "--out", str(_fresh(work / step))]
+    if step == "prepare":
+        return "cxr_age.cli.data", ["prepare", *data, "--image-size", str(SIZE)]
+    if step.startswith("evaluate"):
+        task = step.split()[1]
+        return "cxr_age.cli.evaluate", [str(work / task), *(["--age-gap"] if task == "regress" else []), "--quiet"]
+    if step == "report":
+        return "cxr_age.cli.report", [str(work / "regress"), "--quiet"]
+    return "cxr_age.cli.saliency", ["--run", str(work / "classify"), "--no-progress", "--batch-size",
+                                    str(SALIENCY_BATCH), "--out", str(_fresh(work / "saliency")), "--quiet"]
+
+
+def steps(work: Path, csv: Path, images: Path, chosen: tuple[str, ...] = STEPS) -> dict[str, dict]:
+    """The chosen steps at one size, in the order a user runs them (the runs are made once, after prepare)."""
     results = {}
-    for command in ("stats", "split", "check"):
-        results[command] = measured("cxr_age.cli.data", [command, *data, "--out", str(work / command)], work)
-    results["prepare"] = measured("cxr_age.cli.data", ["prepare", *data, "--image-size", str(SIZE)], work)
-    for task in ("regress", "classify"):
-        make_run(work / "split", work / task, task, csv, images)
-    for task, extra in (("regress", ["--age-gap"]), ("classify", [])):
-        results[f"evaluate {task}"] = measured("cxr_age.cli.evaluate", [str(work / task), *extra, "--quiet"], work)
-    results["report"] = measured("cxr_age.cli.report", [str(work / "regress"), "--quiet"], work)
-    results["saliency"] = measured("cxr_age.cli.saliency", ["--run", str(work / "classify"), "--no-progress",
-                                                            "--batch-size", str(SALIENCY_BATCH),
-                                                            "--out", str(work / "saliency"), "--quiet"], work)
+    for step in (step for step in STEPS if step in chosen):
+        if step.startswith("evaluate"):
+            for task in ("regress", "classify"):
+                if not (work / task).exists():
+                    make_run(work / "split", work / task, task, csv, images)
+        results[step] = measured(*_command(step, work, csv, images), work)
     return results
 
 
@@ -136,29 +155,43 @@ def print_table(results: dict[float, dict]) -> dict[str, float]:
     return exponents
 
 
+def _tree(table: pd.DataFrame, originals: list[Path], fraction: float, work: Path, reuse: bool) -> pd.DataFrame:
+    """The table's rows for `fraction` of its patients, with their tree of links (made unless reused)."""
+    rows = subset(table, fraction)
+    if not reuse:
+        link_tree(rows["Image Index"], originals, work / "images")
+        rows.to_csv(work / "Data_Entry_2017.csv", index=False)
+    elif not (work / "images").is_dir():
+        raise SystemExit(f"--reuse: {work} holds no tree of an earlier --keep")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=SHARED / "nih-metadata" / "Data_Entry_2017.csv.gz")
     parser.add_argument("--images", type=Path, default=SHARED / "nih-sample")
     parser.add_argument("--fractions", type=float, nargs="+", default=[1 / 16, 1 / 4, 1.0])
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--keep", type=Path, help="work in this new folder and keep it (default: a temporary one)")
+    work_folder = parser.add_mutually_exclusive_group()
+    work_folder.add_argument("--keep", type=Path, help="work in this new folder and keep it (default: a temporary one)")
+    work_folder.add_argument("--reuse", type=Path, help="a folder an earlier --keep left: its trees, split, store and "
+                                                        "runs are used again (with --steps, to re-measure some steps)")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), metavar="STEP",
+                        help=f"measure only these (quoted names: {', '.join(STEPS)}); default all")
     args = parser.parse_args()
     table = pd.read_csv(args.table)
     originals = sorted(args.images.glob("*.png"))
     results: dict[float, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        root = args.keep or Path(scratch)
+        root = args.reuse or args.keep or Path(scratch)
         for fraction in sorted(args.fractions):
             work = root / f"fraction-{fraction:g}"
-            rows = subset(table, fraction)
-            link_tree(rows["Image Index"], originals, work / "images")
-            rows.to_csv(work / "Data_Entry_2017.csv", index=False)
+            rows = _tree(table, originals, fraction, work, args.reuse is not None)
             print(f"{fraction:g} of the patients: {len(rows):,} images, {rows['Patient ID'].nunique():,} patients",
                   flush=True)
             started = time.perf_counter()
             results[fraction] = {"images": len(rows), "patients": int(rows["Patient ID"].nunique()),
-                                 "steps": steps(work, work / "Data_Entry_2017.csv", work / "images")}
+                                 "steps": steps(work, work / "Data_Entry_2017.csv", work / "images", tuple(args.steps))}
             print(f"  done in {time.perf_counter() - started:.0f} s: " + ", ".join(
                 f"{name} {step['seconds']:.1f} s" for name, step in results[fraction]["steps"].items()), flush=True)
             if args.json:
