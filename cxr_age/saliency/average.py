@@ -69,8 +69,7 @@ def average_group(maps: SaliencyMaps, model: keras.Model, frame: pd.DataFrame, c
                   label: str, batch_size: int, tolerance: float, progress: bool = True,
                   store: PreparedStore | None = None) -> GroupMaps:
     """Predict and map every image of `frame` (one age group) in batches, accumulating running means; images
-    come from `store` if given (one store opened for all groups: each opening maps its shards anew), else
-    from a matching store or the files."""
+    come from `store` if given (one store opened for all groups), else from a matching store or the files."""
     task = config.train.task
     result = GroupMaps(label)
     store = store or matching_store(frame["path"], config.data.image_size)
