@@ -45,10 +45,15 @@ def weighted_bootstrap(patients: np.ndarray, statistic: Weighted, seed: int = 0,
     return _interval(np.concatenate(values) if values else np.zeros(0))
 
 
+def unresampled(statistic: Weighted, rows: int) -> float:
+    """The statistic on the `rows` rows as they are (every weight 1)."""
+    return float(statistic(np.ones((1, rows)))[0])
+
+
 def weighted_interval(patients: np.ndarray, statistic: Weighted, seed: int, draws: int) -> dict[str, float]:
     """The statistic on the rows as they are, and its patient-bootstrap 95% interval."""
     low, high = weighted_bootstrap(patients, statistic, seed, draws)
-    return {"value": float(statistic(np.ones((1, len(patients))))[0]), "ci95": [low, high]}
+    return {"value": unresampled(statistic, len(patients)), "ci95": [low, high]}
 
 
 def mean_interval(patients: np.ndarray, values: np.ndarray, seed: int, draws: int) -> dict[str, float]:

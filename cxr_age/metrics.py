@@ -12,6 +12,7 @@ from cxr_age.bootstrap import (
     BOOTSTRAP_DRAWS,
     Weighted,
     mean_interval,
+    unresampled,
     weighted_auc,
     weighted_interval,
     weighted_mean,
@@ -39,7 +40,7 @@ def regression_metrics(frame: pd.DataFrame, train_median: float, seed: int = 0,
     result = {"images": len(frame), "patients": int(len(np.unique(patients))), "model": {}, "baseline": {}}
     for name, metric in REGRESSION_METRICS.items():
         result["model"][name] = weighted_interval(patients, metric(y_true, y_pred), seed, draws)
-        result["baseline"][name] = float(metric(y_true, baseline)(np.ones((1, len(y_true))))[0])
+        result["baseline"][name] = unresampled(metric(y_true, baseline), len(y_true))
     result["baseline"]["predicts"] = f"training median age, {train_median:g} years"
 
     def mae(part: pd.DataFrame) -> dict:
@@ -76,8 +77,7 @@ def classification_metrics(frame: pd.DataFrame, train_majority: int, seed: int =
         present = 0 < onehot[:, g].sum() < len(frame)
         per_group[label] = {
             "images": int(onehot[:, g].sum()),
-            "auc": float(weighted_auc(onehot[:, g], probabilities[:, g])(np.ones((1, len(frame))))[0])
-            if present else None,
+            "auc": unresampled(weighted_auc(onehot[:, g], probabilities[:, g]), len(frame)) if present else None,
         }
     model = {
         "macro_auc": weighted_interval(patients, _macro_auc(onehot, probabilities), seed, draws),
