@@ -178,7 +178,11 @@ class PreparedStore:
         return (rows["shard"].to_numpy(np.int64) * self.shard_size + rows["row"].to_numpy(np.int64))
 
     def _shard(self, shard: int) -> tuple[BinaryIO, int]:
-        """The shard's open file and the offset of its first row (after the `.npy` header)."""
+        """The shard's open file and the offset of its first row (after the `.npy` header); the lock is taken
+        only to open a shard, not for every image read."""
+        opened = self._shards.get(shard)
+        if opened is not None:
+            return opened
         with self._opening:
             if shard not in self._shards:
                 handle = open(_shard_files(self.folder, shard)[0], "rb", buffering=0)  # noqa: SIM115 - closed in __del__
