@@ -138,6 +138,8 @@ MEASURES = {
     "e-split": ("(e-split) (e), network 1 core", lambda args: in_memory(args.folder, args.run)),
 }
 
+DICOM_MEASURES = ("a", "b")
+
 
 def network_on_one_core() -> None:
     """TensorFlow's intra- and inter-op pools of one thread each: the network computes on one core."""
@@ -145,7 +147,6 @@ def network_on_one_core() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-DICOM_MEASURES = ("a", "b")
 
 
 def write_dicom_copy(png: Path, out: Path) -> None:
@@ -230,8 +231,9 @@ def _report(figures: dict[str, list[float]], cold: dict[str, list[float]]) -> di
             passes = ", ".join(f"{value:.2f}" for value in pair["per_pass"])
             print(_ratio(f"({top}) / ({bottom})", pair["of_medians"], ">= 0.9", pair["of_medians"] >= 0.9)
                   + f"; within each pass {pair['median_per_pass']:.2f} median ({passes})")
-    if _pair(figures, "e", "b"):
-        ratios["d_over_e_if_cores_shared"] = 1 / (1 + _pair(figures, "e", "b")["of_medians"])
+    network_over_reading = _pair(figures, "e", "b")
+    if network_over_reading:
+        ratios["d_over_e_if_cores_shared"] = 1 / (1 + network_over_reading["of_medians"])
         print(f"(d) / (e) if reading and the network share the same cores, each image costing both CPU times: "
               f"{ratios['d_over_e_if_cores_shared']:.2f}")
     if cold["bare_load_model_s"]:
