@@ -1,6 +1,6 @@
 """Training images/s of the paper's networks on Keras's JAX backend, for a machine that has JAX but no
 TensorFlow (the GPU machines lent to this project): the DenseNet169 regressor and the DenseNet201 classifier
-of `cxr_age.models`, compiled as `cxr-age-train` compiles them, at --sizes px, in float32 and under the
+of `cxr_age.nets.densenet`, compiled as `cxr-age-train` compiles them, at --sizes px, in float32 and under the
 mixed-precision policy (`mixed_float16`, what `--mixed-precision` sets). Only Keras, NumPy and
 pandas/scikit-learn (for `cxr_age.tasks`) are needed: no TensorFlow.
 
@@ -43,12 +43,13 @@ def images_per_second(task: str, backbone: str, loss: str, size: int, mixed: boo
     """Timed passes of `args.steps` training steps of one network, in float32 or mixed precision."""
     import keras
 
-    from cxr_age.config import Experiment, TrainConfig
-    from cxr_age.models import build_model, compile_model
+    from cxr_age.nets.densenet import NetworkOptions, build_model
+    from cxr_age.settings import TrainConfig
+    from cxr_age.tasks import get_task
 
     keras.utils.clear_session()
-    model = build_model(task, backbone, size, mixed_precision=mixed)
-    compile_model(model, Experiment(train=TrainConfig(task=task, backbone=backbone, loss=loss, jit_compile=True)))
+    model = build_model(get_task(task).head, backbone, size, options=NetworkOptions(mixed_precision=mixed))
+    get_task(task).compile(model, TrainConfig(task=task, backbone=backbone, loss=loss, jit_compile=True))
     x, y = _batch(task, size, args.batch_size, seed=size)
     for _ in range(2):
         model.train_on_batch(x, y)

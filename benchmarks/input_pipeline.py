@@ -3,7 +3,7 @@ several times, to at least --reads reads), images per second to --image-size px:
 
   (a) the usual hand-written Keras loader: a keras.utils.PyDataset reading with OpenCV, one worker;
   (b) the machine's limit: OpenCV decode and area resize in one process per core, no framework;
-  (c) our raw tf.data path (cxr_age.data.pipeline.make_dataset on the PNG files);
+  (c) our raw tf.data path (cxr_age.io.pipeline.make_dataset on the PNG files);
   (d) our prepared store (make_dataset reading `cxr-age-data prepare` shards).
 
 Each figure is the median of --repeats timed passes, each in a fresh process (after a warm-up there).
@@ -81,17 +81,19 @@ def _iterate(data) -> int:
 
 def tf_data(paths: list[str], size: int, store=None) -> float:
     """(c) / (d): make_dataset over the files, or over a prepared store."""
-    from cxr_age.data.pipeline import make_dataset
+    from cxr_age.io.pipeline import make_dataset
+    from cxr_age.tasks import REGRESS
 
-    _iterate(make_dataset(_frame(paths[:BATCH * 2]), "regress", size, BATCH, store=store))
-    data = make_dataset(_frame(paths), "regress", size, BATCH, store=store)
+    warm, frame = _frame(paths[:BATCH * 2]), _frame(paths)
+    _iterate(make_dataset(warm, REGRESS.targets(warm), size, BATCH, store=store))
+    data = make_dataset(frame, REGRESS.targets(frame), size, BATCH, store=store)
     start = time.perf_counter()
     count = _iterate(data)
     return count / (time.perf_counter() - start)
 
 
 def _store(paths: list[str], size: int, folder: Path):
-    from cxr_age.data.store import PreparedStore, prepare_store
+    from cxr_age.io.store import PreparedStore, prepare_store
 
     prepare_store(_frame(paths), size, folder, progress=False)
     return PreparedStore(folder)
@@ -102,12 +104,14 @@ def peak_memory_of_store_read(folder: Path, paths_file: Path, size: int) -> floa
     code = (
         "import resource, sys, pandas as pd\n"
         "from pathlib import Path\n"
-        "from cxr_age.data.store import PreparedStore\n"
-        "from cxr_age.data.pipeline import make_dataset\n"
+        "from cxr_age.io.store import PreparedStore\n"
+        "from cxr_age.io.pipeline import make_dataset\n"
+        "from cxr_age.tasks import REGRESS\n"
         f"paths = Path({str(paths_file)!r}).read_text().splitlines()\n"
         f"store = PreparedStore(Path({str(folder)!r}))\n"
         "frame = pd.DataFrame({'path': paths, 'age': 50.0, 'group': 4})\n"
-        f"n = sum(int(x.shape[0]) for x, _ in make_dataset(frame, 'regress', {size}, {BATCH}, store=store))\n"
+        f"data = make_dataset(frame, REGRESS.targets(frame), {size}, {BATCH}, store=store)\n"
+        "n = sum(int(x.shape[0]) for x, _ in data)\n"
         "print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -123,7 +127,7 @@ MEASURES = {
 
 
 def _open(folder: str):
-    from cxr_age.data.store import PreparedStore
+    from cxr_age.io.store import PreparedStore
 
     return PreparedStore(Path(folder))
 

@@ -55,13 +55,13 @@ MAKE_RUN = """
 import sys
 from pathlib import Path
 from cxr_age.config import DataConfig, Experiment, TrainConfig, to_toml
-from cxr_age.models import build_model
+from cxr_age.nets.densenet import build_model
 run, task, csv, images, size = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 loss = "mse" if task == "regress" else "crossentropy"
 experiment = Experiment(name="nih-scale", data=DataConfig(csv=csv, image_dir=images, image_size=size),
                         train=TrainConfig(task=task, backbone="densenet121", loss=loss))
 (run / "config.toml").write_text(to_toml(experiment))
-build_model(task, "densenet121", size).save(run / "model.keras")
+build_model(experiment.task.head, "densenet121", size).save(run / "model.keras")
 """
 
 

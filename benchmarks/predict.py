@@ -2,7 +2,7 @@
 (linked to at least --reads files) and on DICOM copies of them, images per second at the run's image size:
 
   (a) reading one file at a time in a Python loop (`read_image`, what cxr-age-predict did before issue 17);
-  (b) the parallel reading path of prediction (`cxr_age.data.reader.read_batches`), no model;
+  (b) the parallel reading path of prediction (`cxr_age.io.reader.read_batches`), no model;
   (c) the raw tf.data training path (`benchmarks/input_pipeline.py`'s figure (c), `make_dataset`);
   (d) the whole predict command (`cxr-age-predict FOLDER --run RUN --csv FILE`, in-process, from loading the
       run to the last row written);
@@ -49,7 +49,7 @@ def _files(folder: Path) -> list[Path]:
 
 def loop_reads(folder: Path, size: int) -> float:
     """(a) One file at a time, as the old `prediction._read_all`."""
-    from cxr_age.data.decode import read_image
+    from cxr_age.io.decode import read_image
 
     files = _files(folder)
     start = time.perf_counter()
@@ -60,7 +60,7 @@ def loop_reads(folder: Path, size: int) -> float:
 
 def parallel_reads(folder: Path, size: int) -> float:
     """(b) The prediction reader, batches of 16, after a warm-up of two batches, as (c) has."""
-    from cxr_age.data.reader import read_batches
+    from cxr_age.io.reader import read_batches
 
     files = _files(folder)
     sum(len(batch.indices) for batch in read_batches(files[:2 * BATCH], size, BATCH))
@@ -98,7 +98,7 @@ def predict_command(folder: Path, run: Path, scratch: Path, read_threads: int | 
 def in_memory(folder: Path, run: Path) -> float:
     """(e) Load the run, then the compiled network over in-memory tensors, as many as (d) predicts."""
     from cxr_age.age_model import AgeModel
-    from cxr_age.data.reader import read_batches
+    from cxr_age.io.reader import read_batches
 
     count = len(_files(folder))
     originals = sorted({path.resolve() for path in _files(folder)})

@@ -24,17 +24,18 @@ MEMORY_CHECK = """
 import resource, sys
 import numpy as np
 from cxr_age.config import DataConfig
-from cxr_age.data.pipeline import make_dataset
-from cxr_age.data.selection import select
-from cxr_age.models import build_model
+from cxr_age.io.pipeline import make_dataset
+from cxr_age.io.selection import select
+from cxr_age.nets.densenet import build_model
 from cxr_age.saliency.average import RunningMean
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
+from cxr_age.tasks import CLASSIFY
 backbone, size, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 frame = select(DataConfig(image_size=size)).frame
 frame = frame.iloc[np.arange(n) % len(frame)].reset_index(drop=True)
-maps = SaliencyMaps(build_model("classify", backbone, size), "classify", MapSettings("saliency"))
+maps = SaliencyMaps(build_model(CLASSIFY.head, backbone, size), CLASSIFY, MapSettings("saliency"))
 mean = RunningMean()
-for images, _ in make_dataset(frame, "classify", size, batch):
+for images, _ in make_dataset(frame, CLASSIFY.targets(frame), size, batch):
     mean.add(maps(images, np.zeros(len(images), dtype=int)))
 print(mean.count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
@@ -61,11 +62,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from cxr_age.models import build_model
+    from cxr_age.nets.densenet import build_model
     from cxr_age.saliency.methods import MapSettings, SaliencyMaps
+    from cxr_age.tasks import CLASSIFY
 
     images, _ = sample_arrays(args.image_size, args.images)
-    maps = SaliencyMaps(build_model("classify", args.backbone, args.image_size), "classify", MapSettings("saliency"))
+    maps = SaliencyMaps(build_model(CLASSIFY.head, args.backbone, args.image_size), CLASSIFY, MapSettings("saliency"))
     rate(maps, images[:args.batch], args.batch)
     rate(maps, images[:2], 1)
     figures = {}

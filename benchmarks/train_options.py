@@ -22,9 +22,10 @@ import numpy as np
 import tensorflow as tf
 from sample import sample_arrays
 
-from cxr_age.config import Experiment, TrainConfig
-from cxr_age.distribute import make_strategy
-from cxr_age.models import build_model, compile_model
+from cxr_age.config import TrainConfig
+from cxr_age.nets.densenet import NetworkOptions, build_model
+from cxr_age.nets.distribute import make_strategy
+from cxr_age.tasks import REGRESS
 
 OPTIONS = {
     "baseline": {},
@@ -45,10 +46,9 @@ class Option:
         self.data = (tf.data.Dataset.from_tensor_slices((images, targets)).repeat().batch(self.batch)
                      .prefetch(tf.data.AUTOTUNE))
         with strategy.scope():
-            self.model = build_model("regress", args.backbone, args.image_size, bn_momentum=0.9,
-                                     mixed_precision=bool(settings.mixed_precision),
-                                     synchronized_bn=self.replicas > 1)
-            compile_model(self.model, Experiment(train=settings))
+            options = NetworkOptions(0.9, bool(settings.mixed_precision), synchronized_bn=self.replicas > 1)
+            self.model = build_model(REGRESS.head, args.backbone, args.image_size, options=options)
+            REGRESS.compile(self.model, settings)
 
     def images_per_second(self, steps: int) -> float:
         start = time.perf_counter()

@@ -1,5 +1,5 @@
 """Training throughput at --image-size px: the same compiled DenseNet fed from in-memory tensors against
-fed by our pipeline from a prepared store (cxr_age.data.pipeline.make_dataset over `cxr-age-data prepare`
+fed by our pipeline from a prepared store (cxr_age.io.pipeline.make_dataset over `cxr-age-data prepare`
 shards). Target (issue 5): the pipeline costs at most 5%.
 
 Images: the embedded sample (477 NIH images). After one warm-up pass each (graph tracing), the two feeds
@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cxr_age.config import DataConfig, Experiment, TrainConfig
-from cxr_age.data.pipeline import make_dataset
-from cxr_age.data.selection import select
-from cxr_age.data.store import PreparedStore, prepare_store
-from cxr_age.models import build_model, compile_model
+from cxr_age.config import DataConfig, TrainConfig
+from cxr_age.io.pipeline import Feed, make_dataset
+from cxr_age.io.selection import select
+from cxr_age.io.store import PreparedStore, prepare_store
+from cxr_age.nets.densenet import NetworkOptions, build_model
+from cxr_age.tasks import REGRESS
 
 BATCH = 16
 
@@ -53,11 +54,11 @@ def main() -> None:
         feeds = {
             "in-memory tensors": tf.data.Dataset.from_tensor_slices((images, targets)).shuffle(len(frame), seed=0)
             .batch(BATCH).repeat().prefetch(tf.data.AUTOTUNE),
-            "pipeline from the prepared store": make_dataset(frame, "regress", size, BATCH, shuffle=True,
-                                                             store=store).repeat(),
+            "pipeline from the prepared store": make_dataset(frame, targets, size, BATCH, Feed(shuffle=True),
+                                                             store).repeat(),
         }
-        model = build_model("regress", args.backbone, size, bn_momentum=0.9)
-        compile_model(model, Experiment(train=TrainConfig(task="regress", backbone=args.backbone, loss="mse")))
+        model = build_model(REGRESS.head, args.backbone, size, options=NetworkOptions(bn_momentum=0.9))
+        REGRESS.compile(model, TrainConfig(task="regress", backbone=args.backbone, loss="mse"))
         for data in feeds.values():
             timed_fit(model, data, 2)
         passes: dict[str, list[float]] = {name: [] for name in feeds}

@@ -7,7 +7,7 @@ The public API, the same one the commands stand on:
 - `train(experiment, out=None)`: train into a run folder (resumable) and evaluate; returns the folder.
 - `evaluate(run, splits=("val", "test"))`: re-predict a run's splits, write its metrics and figures.
 - `evaluate_external(run, csv, image_dir)`: external validation on another dataset, into `RUN/external/`.
-- `read_table(csv, dataset=None)`: any supported dataset's metadata table, normalised (`cxr_age.datasets`).
+- `read_table(csv, dataset=None)`: any supported dataset's metadata table, normalised (`cxr_age.io.datasets`).
 - `AgeModel.load(run)`: a finished run's model; `.predict(files or arrays)`, `.saliency(...)`, `.metrics`.
 
 Importing the package loads none of these and changes nothing in the process (no environment variable, no
@@ -25,14 +25,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AgeModel": "cxr_age.age_model",
     "CxrAgeError": "cxr_age.errors",
-    "DataConfig": "cxr_age.config",
+    "DataConfig": "cxr_age.settings",
     "Experiment": "cxr_age.config",
-    "GROUP_LABELS": "cxr_age.data.ages",
-    "TrainConfig": "cxr_age.config",
-    "evaluate": "cxr_age.evaluation",
-    "evaluate_external": "cxr_age.external",
-    "read_table": "cxr_age.data.metadata",
-    "train": "cxr_age.training",
+    "GROUP_LABELS": "cxr_age.io.ages",
+    "Run": "cxr_age.run",
+    "TrainConfig": "cxr_age.settings",
+    "evaluate": "cxr_age.workflows.evaluation",
+    "evaluate_external": "cxr_age.workflows.external",
+    "read_table": "cxr_age.io.metadata",
+    "train": "cxr_age.workflows.training",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -1,23 +1,6 @@
-"""`python -m cxr_age data|train|evaluate|saliency|predict|report ...`: the console scripts under one entry
-point."""
+"""`python -m cxr_age ...`: the commands under one entry point (`cxr_age.cli.main`)."""
 
-from __future__ import annotations
-
-import sys
-
-from cxr_age.cli import data, evaluate, predict, report, saliency, train
-
-COMMANDS = {"data": data.main, "train": train.main, "evaluate": evaluate.main, "saliency": saliency.main,
-            "predict": predict.main, "report": report.main}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m cxr_age {{{','.join(COMMANDS)}}} ...  (each takes --help)", file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
-
+from cxr_age.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -5,7 +5,7 @@ successor of the keras-vis the paper used (Karargyris et al., SPIE 2019)."""
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -13,16 +13,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cxr_age.calibration import Calibration
 from cxr_age.config import Experiment
-from cxr_age.conformal import AgeIntervals
-from cxr_age.data.decode import image_from_array
-from cxr_age.data.reader import read_batches
 from cxr_age.errors import CxrAgeError
-from cxr_age.evaluation import load_network, run_config
-from cxr_age.run_files import CALIBRATION, CONFORMAL, METRICS
-from cxr_age.tasks import Task, get_task
-from cxr_age.uncertainty import uncertainty_columns
+from cxr_age.io.decode import image_from_array
+from cxr_age.io.reader import read_batches
+from cxr_age.run import Run
+from cxr_age.tasks import Task
 
 Images = str | Path | np.ndarray | Sequence[str | Path | np.ndarray]
 
@@ -49,27 +45,24 @@ class AgeModel:
         >>> maps = model.saliency(["a.png", "b.png"], method="gradcam")
     """
 
-    def __init__(self, run: Path, experiment: Experiment, network: keras.Model) -> None:
-        self.run = run
+    def __init__(self, run: Run | str | os.PathLike, experiment: Experiment, network: keras.Model) -> None:
+        self.run = Run.of(run)
         self.experiment = experiment
         self.network = network
         self._visualisers: dict[str, object] = {}
-        ages = self._task().predicts_age
-        self.intervals = AgeIntervals.load(run / CONFORMAL) if ages and (run / CONFORMAL).is_file() else None
-        self.calibration = (Calibration.load(run / CALIBRATION) if not ages and (run / CALIBRATION).is_file()
-                            else None)
+        self.uncertainty = self.run.uncertainty(self.task)
 
     @classmethod
-    def load(cls, run: str | Path) -> AgeModel:
+    def load(cls, run: Run | str | os.PathLike) -> AgeModel:
         """The best model of a finished run, in Keras safe mode (a model file carrying Python code is
         refused), after checking the run's split files."""
-        run = Path(run)
-        return cls(run, run_config(run), load_network(run))
+        run = Run.open(run)
+        return cls(run, run.experiment, run.network())
 
     @property
-    def task(self) -> str:
-        """`regress` or `classify`."""
-        return self.experiment.train.task
+    def task(self) -> Task:
+        """The task (`REGRESS` or `CLASSIFY` of `cxr_age.tasks`; `str(model.task)` is its name)."""
+        return self.experiment.task
 
     @property
     def image_size(self) -> int:
@@ -84,13 +77,12 @@ class AgeModel:
     @property
     def metrics(self) -> dict:
         """The run's `metrics.json` (per split: each metric with its 95% interval, and the baseline)."""
-        path = self.run / METRICS
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return self.run.metrics() or {}
 
     def preprocess(self, images: Images) -> np.ndarray:
         """Files (PNG, JPEG, BMP, GIF, DICOM) or arrays (uint8, uint16, or float in [0, 1]; any size) as the
         network's float32 input `[n, size, size, 1]`, through the training decoder and resize (files in
-        parallel, `cxr_age.data.reader`). A file that cannot be read is a CxrAgeError naming it."""
+        parallel, `cxr_age.io.reader`). A file that cannot be read is a CxrAgeError naming it."""
         items = _items(images)
         if not items:
             raise CxrAgeError("no images given")
@@ -128,8 +120,8 @@ class AgeModel:
 
     def columns(self, outputs: np.ndarray, coverage: float | None = None) -> pd.DataFrame:
         """The network's outputs as predictions, with how sure the model is where the run was calibrated."""
-        frame = pd.DataFrame(self._task().prediction_columns(outputs, self.experiment.train.age_scale))
-        return uncertainty_columns(frame, self.intervals, self.calibration, coverage)
+        frame = pd.DataFrame(self.task.prediction_columns(outputs, self.experiment.train.age_scale))
+        return self.task.uncertainty_columns(frame, self.uncertainty, coverage)
 
     def predict(self, images: Images, batch_size: int = 32, coverage: float | None = None) -> pd.DataFrame:
         """One row per image: `predicted_age` in years with its conformal interval `interval_low` ..
@@ -167,8 +159,5 @@ class AgeModel:
         inputs = self.preprocess(images)
         if method not in self._visualisers:
             self._visualisers[method] = SaliencyMaps(self.network, self.task, MapSettings(method))
-        groups = self._task().saliency_groups(group, len(inputs), lambda: self.outputs(inputs))
+        groups = self.task.saliency_groups(group, len(inputs), lambda: self.outputs(inputs))
         return self._visualisers[method](inputs, groups)
-
-    def _task(self) -> Task:
-        return get_task(self.task)

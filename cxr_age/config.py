@@ -1,9 +1,8 @@
-"""Settings of a run: which data, how it is filtered and split, and how the network is trained.
-
-An experiment is one TOML file in `experiments/` with a `[data]` and a `[train]` table whose keys are the
-fields below. `Experiment.load` reads one and resolves every default the paper fixes (the backbone and loss
-of the task); settings given by name (a command's flags, a notebook's keywords) override the file, and the
-resolved settings are saved in the run directory (`config.toml`).
+"""Settings of a run, resolved: an experiment is one TOML file in `experiments/` with a `[data]` and a
+`[train]` table whose keys are the fields of `DataConfig` and `TrainConfig` (`cxr_age.settings`).
+`Experiment.load` reads one and resolves every default the paper fixes (the backbone and loss of the task);
+settings given by name (a command's flags, a notebook's keywords) override the file, and the resolved
+settings are saved in the run directory (`config.toml`).
 """
 
 from __future__ import annotations
@@ -15,54 +14,12 @@ from typing import Any
 
 from cxr_age import paths
 from cxr_age.errors import CxrAgeError
-from cxr_age.tasks import get_task
+from cxr_age.settings import DataConfig, TrainConfig
+from cxr_age.tasks import Task, get_task
 
+__all__ = ["DEMO_NOTICE", "DataConfig", "Experiment", "TrainConfig", "load_experiment", "override", "to_toml"]
 
-@dataclass
-class DataConfig:
-    """Data settings. Defaults follow Karargyris et al. (SPIE 2019) where the paper fixes them: ages above
-    90 removed, 80/10/10 split by patient. The paper leaves the image size open; 256 px is ours."""
-
-    # One table, or several trained on together (each split by patient on its own); `image_dir` and
-    # `dataset` then give one value per table, or none (each table's default folder; detected layout).
-    csv: str | list[str] | None = None
-    image_dir: str | list[str] | None = None
-    dataset: str | list[str] | None = None
-    patients: str | None = None  # MIMIC-IV's patients.csv, for a MIMIC-CXR table (default: beside it)
-    image_size: int = 256
-    view: str = "all"
-    max_age: float = 90.0
-    seed: int = 0
-    nih_lists: str | None = None
-    skip_missing: bool = False
-    skip_unreadable: bool = False
-    augment: bool = False
-
-
-@dataclass
-class TrainConfig:
-    """Training settings. The paper fixes the backbone (DenseNet169 regressor, DenseNet201 classifier, not
-    pretrained), the sigmoid / softmax heads and the two regression losses; the rest is ours. The task is
-    set by the command (`regress` or `classify`); an unset backbone or loss means the paper's for the task
-    (see `cxr_age.tasks`)."""
-
-    task: str | None = None
-    backbone: str | None = None
-    loss: str | None = None
-    weights: str | None = None
-    epochs: int = 50
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    patience: int = 10
-    class_weights: bool = False
-    age_scale: float = 90.0
-    bn_momentum: float = 0.99
-    demo: bool = False
-    # GPU options. Unset: float32, and Keras's own XLA choice (on with a GPU, off on a CPU-only machine).
-    mixed_precision: bool | None = None
-    jit_compile: bool | None = None
-    # Devices: default | mirrored | multiworker (cxr_age.distribute); unset means default. batch_size is global.
-    strategy: str | None = None
+DEMO_NOTICE = "DEMONSTRATION on the embedded sample (few images, low resolution, short training): not a result"
 
 
 @dataclass
@@ -78,6 +35,16 @@ class Experiment:
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def task(self) -> Task:
+        """The task object the settings name: the one place a task name becomes its `Task`."""
+        return get_task(self.train.task)
+
+    @property
+    def note(self) -> str:
+        """The small print on every figure and summary of a demonstration run; empty for a real run."""
+        return DEMO_NOTICE if self.train.demo else ""
 
     @classmethod
     def load(cls, name: str | Path | None = None, task: str | None = None, **settings: Any) -> Experiment:
@@ -109,7 +76,7 @@ class Experiment:
                               f"{', '.join(sorted(data_fields | train_fields))}")
         config = override(self, {k: v for k, v in given.items() if k in data_fields},
                           {k: v for k, v in given.items() if k in train_fields})
-        task = get_task(config.train.task)
+        task = config.task
         train = replace(config.train, backbone=config.train.backbone or task.paper_backbone,
                         loss=task.check_loss(config.train.loss or task.losses[0]))
         return replace(config, train=train)

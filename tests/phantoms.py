@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cxr_age.age_gap import FINDINGS as FINDING_LABELS
+from cxr_age.stats.age_gap import FINDINGS as FINDING_LABELS
 
 SIZE = 64
 # Rows and columns of the age patch (8 x 8 px) and of the ground-truth region around it (16 x 16 px, 6.25%).

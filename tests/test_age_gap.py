@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, call_cli
+from helpers import assert_one_line_error, call_cli
 
-from cxr_age.age_gap import FINDINGS, NOT_RECORDED, facet_table, fit_correction, with_gaps
 from cxr_age.cli import evaluate
+from cxr_age.stats.age_gap import FINDINGS, NOT_RECORDED, facet_table, fit_correction, with_gaps
 
 
 def shrunk_predictions(n: int, seed: int) -> pd.DataFrame:

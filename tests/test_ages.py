@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr_age.data.ages import GROUP_LABELS, NO_GROUP, group_from_label, group_index, parse_age, parse_ages
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.ages import GROUP_LABELS, NO_GROUP, group_from_label, group_index, parse_age, parse_ages
 
 
 @pytest.mark.parametrize(

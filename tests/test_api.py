@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import guarded_environment
+from helpers import guarded_environment
 
 import cxr_age
-from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.io.ages import GROUP_LABELS
 
 IMPORT_CHANGES_NOTHING = """
 import json, os, sys
@@ -79,7 +79,7 @@ def test_files_and_arrays_of_any_type_give_the_runs_own_ages(regressor, phantom_
     run_dir = phantom_run[0]
     evaluated = pd.read_csv(run_dir / "predictions_test.csv").iloc[:4]
     files = [run_dir.parent / "images" / name for name in evaluated["image"]]
-    assert regressor.task == "regress" and regressor.image_size == 64
+    assert regressor.task.name == "regress" and regressor.image_size == 64
     assert regressor.metrics["splits"]["test"]["model"]["mae"]["value"] > 0
     by_file = regressor.predict(files)
     np.testing.assert_allclose(by_file["predicted_age"], evaluated["predicted_age"], atol=0.01)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_age.losses import YearsMAE, r2_loss
+from cxr_age.nets.losses import YearsMAE, r2_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 Y_TRUE = [[0.2], [0.5], [0.9], [0.4]]
@@ -22,11 +22,12 @@ Y_PRED = [[0.3], [0.5], [0.7], [0.6]]
 ON_NUMPY_BACKEND = f"""
 import json, sys
 import numpy as np
-from cxr_age.losses import YearsMAE, r2_loss
-from cxr_age.models import build_model
+from cxr_age.nets.losses import YearsMAE, r2_loss
+from cxr_age.nets.densenet import build_model
+from cxr_age.tasks import get_task
 shapes = {{}}
 for task, backbone in (("regress", "densenet169"), ("classify", "densenet201")):
-    model = build_model(task, backbone, 32)
+    model = build_model(get_task(task).head, backbone, 32)
     shapes[task] = list(np.asarray(model(np.zeros((2, 32, 32, 1), "float32"))).shape)
 mae = YearsMAE(90.0)
 mae.update_state(np.array({Y_TRUE}, "float32"), np.array({Y_PRED}, "float32"))

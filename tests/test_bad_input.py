@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import assert_one_line_error, call_cli
+from helpers import assert_one_line_error, call_cli
 from PIL import Image
 
 from cxr_age.cli import data, evaluate, predict, report, saliency, train
-from cxr_age.data.decode import load_image
+from cxr_age.io.decode import load_image
 
 # (CSV bytes, fragments of the one-line error). Each table names a.png, which exists.
 BAD_TABLES = {

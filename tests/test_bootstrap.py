@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score, root_mean_squared_error
 
-from cxr_age.bootstrap import (
+from cxr_age.stats.bootstrap import (
     weighted_auc,
     weighted_bootstrap,
     weighted_mean,
     weighted_pearson,
     weighted_r2,
 )
-from cxr_age.calibration import expected_calibration_error, weighted_ece
+from cxr_age.stats.calibration import expected_calibration_error, weighted_ece
 
 DRAWS = 150
 

@@ -7,7 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import NIH_2017, NIH_2017_ROWS, assert_one_line_error, call_cli, run_cli
+from helpers import NIH_2017, NIH_2017_ROWS, assert_one_line_error, call_cli, run_cli
 from test_metadata import PAPER_GROUP_COUNTS
 
 from cxr_age.cli import data, evaluate
@@ -160,15 +160,17 @@ def test_evaluate_needs_a_run(tmp_path, capsys):
 
 
 def test_training_run_dir_resumes_only_unfinished_runs_of_the_same_settings(tmp_path, monkeypatch):
-    from cxr_age import run_dir
+    from cxr_age.config import Experiment, to_toml
+    from cxr_age.run import Run
 
     monkeypatch.chdir(tmp_path)
-    first, resumed = run_dir.training_run_dir(None, "regress-demo", "a = 1\n")
-    assert not resumed and first.parent.name == "runs"
-    (first / "config.toml").write_text("a = 1\n")
-    assert run_dir.training_run_dir(None, "regress-demo", "a = 1\n") == (first, True)
-    other, resumed = run_dir.training_run_dir(None, "regress-demo", "a = 2\n")
+    demo, other_settings = Experiment.load("demo", task="regress"), Experiment.load("demo", task="regress", epochs=9)
+    first, resumed = Run.for_training(demo, None)
+    assert not resumed and first.folder.parent.name == "runs"
+    (first / "config.toml").write_text(to_toml(demo))
+    assert Run.for_training(demo, None) == (first, True)
+    other, resumed = Run.for_training(other_settings, None)
     assert other != first and not resumed
     (first / "metrics.json").write_text("{}")
-    fresh, resumed = run_dir.training_run_dir(None, "regress-demo", "a = 1\n")
-    assert fresh == first.with_name(first.name + "-2") and not resumed
+    fresh, resumed = Run.for_training(demo, None)
+    assert fresh.folder == first.folder.with_name(first.name + "-2") and not resumed

@@ -5,15 +5,15 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import FIXTURES, NIH_2017_ROWS, assert_one_line_error, call_cli
+from helpers import FIXTURES, NIH_2017_ROWS, assert_one_line_error, call_cli
 
-from cxr_age import datasets
 from cxr_age.cli import data
 from cxr_age.config import DataConfig
-from cxr_age.data.metadata import read_table
-from cxr_age.data.selection import select
-from cxr_age.data.splits import assign_splits
 from cxr_age.errors import CxrAgeError
+from cxr_age.io import datasets
+from cxr_age.io.metadata import read_table
+from cxr_age.io.selection import select
+from cxr_age.io.splits import assign_splits
 
 TABLES = FIXTURES / "datasets"
 CHEXPERT = TABLES / "chexpert_train_rows.csv"
@@ -85,7 +85,7 @@ def test_mimic_ages_from_anchor_years_and_paths_from_ids():
 def test_mimic_needs_the_patients_table(tmp_path):
     table = tmp_path / "mimic-cxr-2.0.0-metadata.csv"
     table.write_bytes(MIMIC.read_bytes())
-    with pytest.raises(CxrAgeError, match="name MIMIC-IV's patients.csv with --patients"):
+    with pytest.raises(CxrAgeError, match="name MIMIC-IV's patients.csv as `patients`"):
         read_table(table)
     assert read_table(table, patients=str(MIMIC.parent / "patients.csv")).frame["age"].max() == 91
 
@@ -197,8 +197,9 @@ def test_two_datasets_are_split_by_patient_within_each(tmp_path):
 
 
 def test_metrics_of_two_datasets_are_pooled_and_per_dataset():
-    from cxr_age.evaluation import summary_lines
-    from cxr_age.metrics import regression_metrics
+    from cxr_age.stats.metrics import regression_metrics
+    from cxr_age.tasks import REGRESS
+    from cxr_age.workflows.evaluation import summary_lines
 
     frame = pd.DataFrame({"age": [30.0, 40, 50, 60, 70, 80], "predicted_age": [32.0, 41, 49, 70, 80, 90],
                           "patient_id": ["a", "b", "c", "d", "e", "f"], "group": [2, 3, 4, 5, 6, 7],
@@ -209,6 +210,6 @@ def test_metrics_of_two_datasets_are_pooled_and_per_dataset():
     assert per["nih"]["mae"]["value"] == pytest.approx(4 / 3) and per["chexpert"]["mae"]["value"] == 10
     assert per["chexpert"]["baseline_mae"] == pytest.approx(20) and per["nih"]["images"] == 3
     assert set(metrics["per_sex"]) == {"M", "F"} and set(metrics["per_view"]) == {"PA"}
-    lines = summary_lines({"demo": False, "splits": {"test": metrics}})
+    lines = summary_lines({"demo": False, "splits": {"test": metrics}}, REGRESS)
     assert any(line.strip().startswith("chexpert: mae 10.00") for line in lines)
     assert "per_dataset" not in regression_metrics(frame[frame["dataset"] == "nih"], 50, draws=50)

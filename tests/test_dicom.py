@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from dicoms import write_dicom
 
-from cxr_age.data.dicom import is_dicom, read_dicom
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.dicom import is_dicom, read_dicom
 
 RAMP = np.tile(np.arange(0, 4096, 16, dtype=np.uint16), (4, 1))
 

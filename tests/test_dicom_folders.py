@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from conftest import assert_one_line_error, call_cli, guarded_environment
 from dicoms import PATIENT_ID, PATIENT_NAME, write_dicom
+from helpers import assert_one_line_error, call_cli, guarded_environment
 
 from cxr_age.cli import predict
-from cxr_age.data.dicom import read_dicom
+from cxr_age.io.dicom import read_dicom
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 LOSSLESS = ("MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm",

@@ -1,4 +1,4 @@
-"""Training through tf.distribute (cxr_age.distribute): TF_CONFIG checks, and the same computation on one
+"""Training through tf.distribute (cxr_age.nets.distribute): TF_CONFIG checks, and the same computation on one
 device, on MirroredStrategy over two logical CPU devices, and on MultiWorkerMirroredStrategy with two worker
 processes talking over 127.0.0.1.
 
@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, call_cli, guarded_environment, run_cli, write_bar_images
+from helpers import assert_one_line_error, call_cli, guarded_environment, run_cli, write_bar_images
 
 from cxr_age.cli.train import main as train_main
-from cxr_age.distribute import cluster_task, replica_batch
 from cxr_age.errors import CxrAgeError
+from cxr_age.nets.distribute import cluster_task, replica_batch
 
 # Python run in a fresh process with the CPU split into two logical devices before TensorFlow starts, so
 # that MirroredStrategy has two replicas on a machine without GPUs; then SCRIPT or the training command.
@@ -81,9 +81,9 @@ def test_the_chief_writes_results_and_the_others_their_own_folders():
 
 def test_the_global_batch_must_divide_among_the_replicas():
     assert replica_batch(4, 64) == 16
-    with pytest.raises(CxrAgeError, match="16 does not divide among 3 replicas; choose --batch-size 15 or 18"):
+    with pytest.raises(CxrAgeError, match="16 does not divide among 3 replicas; choose `batch_size` 15 or 18"):
         replica_batch(3, 16)
-    with pytest.raises(CxrAgeError, match="2 does not divide among 4 replicas; choose --batch-size 4$"):
+    with pytest.raises(CxrAgeError, match="2 does not divide among 4 replicas; choose `batch_size` 4$"):
         replica_batch(4, 2)
 
 
@@ -101,7 +101,7 @@ SMALL_NET = """
 import json
 import keras
 import tensorflow as tf
-from cxr_age.losses import r2_loss
+from cxr_age.nets.losses import r2_loss
 results = {}
 # One strategy object per process: a second MirroredStrategy would number its collectives afresh.
 STRATEGIES = (("default", tf.distribute.get_strategy()), ("mirrored", tf.distribute.MirroredStrategy()))

@@ -7,15 +7,16 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import call_cli, write_bar_images
+from helpers import call_cli, write_bar_images
 from phantoms import phantom
 
 from cxr_age.cli import evaluate
 from cxr_age.config import DataConfig, Experiment, TrainConfig
-from cxr_age.datasets.chexpert import LABELS
-from cxr_age.evaluation import summary_lines
-from cxr_age.report import build_report
-from cxr_age.training import train
+from cxr_age.io.datasets.chexpert import LABELS
+from cxr_age.tasks import REGRESS
+from cxr_age.workflows.evaluation import summary_lines
+from cxr_age.workflows.report import build_report
+from cxr_age.workflows.training import train
 
 
 def write_chexpert_phantoms(root, patients: int = 24, seed: int = 11):
@@ -108,5 +109,5 @@ def test_training_on_two_datasets_reports_each_and_pooled(tmp_path):
     test = metrics["splits"]["test"]
     assert set(test["per_dataset"]) == {"csv", "covid"}
     assert sum(level["images"] for level in test["per_dataset"].values()) == test["images"]
-    assert any(line.strip().startswith("covid: mae") for line in summary_lines(metrics))
+    assert any(line.strip().startswith("covid: mae") for line in summary_lines(metrics, REGRESS))
     assert "csv" in (run_dir / "config.toml").read_text().split("[data]")[1]

@@ -4,7 +4,7 @@ pickle, which runs arbitrary code."""
 
 import re
 
-from conftest import ROOT
+from helpers import ROOT
 
 PICKLE = re.compile(r"\bpickle\b|read_pickle|allow_pickle\s*=\s*True|joblib|cloudpickle|dill\b|torch\.load")
 

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 
 from cxr_age.config import DataConfig
-from cxr_age.data.decode import find_unreadable
-from cxr_age.data.image_check import check_images
-from cxr_age.data.selection import select
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.decode import find_unreadable
+from cxr_age.io.image_check import check_images
+from cxr_age.io.selection import select
 from cxr_age.paths import sample_image_dir
 
 GOOD = ["00000075_000.png", "00000100_000.png", "00000129_000.png"]

@@ -4,13 +4,13 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, call_cli, write_bar_images
+from helpers import assert_one_line_error, call_cli, write_bar_images
 
 from cxr_age.cli.evaluate import main as evaluate_main
 from cxr_age.config import DataConfig, Experiment, TrainConfig
-from cxr_age.data.integrity import check_same_split, check_saved_splits
 from cxr_age.errors import CxrAgeError
-from cxr_age.training import prepare_data
+from cxr_age.run import Run
+from cxr_age.workflows.training import prepare_data
 
 
 def _write_splits(folder, rows):
@@ -21,26 +21,26 @@ def _write_splits(folder, rows):
 
 def test_saved_splits_must_keep_patients_and_images_apart(tmp_path):
     _write_splits(tmp_path, [("a.png", "1", "train"), ("b.png", "2", "val"), ("c.png", "3", "test")])
-    check_saved_splits(tmp_path)
+    Run(tmp_path).check_splits()
     _write_splits(tmp_path, [("a.png", "1", "train"), ("b.png", "1", "val"), ("c.png", "3", "test")])
     with pytest.raises(CxrAgeError, match="1 patients are in more than one split"):
-        check_saved_splits(tmp_path)
+        Run(tmp_path).check_splits()
     _write_splits(tmp_path, [("a.png", "1", "train"), ("a.png", "1", "train"), ("c.png", "3", "test")])
     with pytest.raises(CxrAgeError, match="listed more than once"):
-        check_saved_splits(tmp_path)
+        Run(tmp_path).check_splits()
     (tmp_path / "val.csv").unlink()
     with pytest.raises(CxrAgeError, match="missing its val.csv"):
-        check_saved_splits(tmp_path)
+        Run(tmp_path).check_splits()
 
 
 def test_a_resumed_run_needs_the_same_split(tmp_path):
     _write_splits(tmp_path, [("a.png", "1", "train"), ("b.png", "2", "val"), ("c.png", "3", "test")])
     same = pd.DataFrame({"image": ["c.png", "a.png", "b.png"], "split": ["test", "train", "val"]})
-    check_same_split(tmp_path, same)
+    Run(tmp_path).check_same_split(same)
     with pytest.raises(CxrAgeError, match="2 images differ"):
-        check_same_split(tmp_path, same.assign(split=["test", "val", "train"]))
+        Run(tmp_path).check_same_split(same.assign(split=["test", "val", "train"]))
     with pytest.raises(CxrAgeError, match="1 images differ, first: c.png"):
-        check_same_split(tmp_path, same.iloc[1:])
+        Run(tmp_path).check_same_split(same.iloc[1:])
 
 
 def test_training_stops_when_its_data_changed(tmp_path):

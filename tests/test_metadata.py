@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from conftest import NIH_2017, NIH_2017_ROWS, NIH_2020, NIH_2020_ROWS
+from helpers import NIH_2017, NIH_2017_ROWS, NIH_2020, NIH_2020_ROWS
 
-from cxr_age.data.metadata import COLUMNS, read_table
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.metadata import COLUMNS, read_table
 
 PAPER_GROUP_COUNTS = [1906, 6150, 13548, 16767, 22183, 27463, 17538, 5720, 799]  # PAPER.md, age 0 excluded
 # The fixture rows hold every image whose two releases differ by more than a year; 62 of them have a 2017

@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import guarded_environment
+from helpers import guarded_environment
 from no_network import LOG_VARIABLE
 
 from cxr_age.errors import CxrAgeError
-from cxr_age.models import build_model, cached_imagenet_file
+from cxr_age.nets.densenet import build_model, cached_imagenet_file
+from cxr_age.tasks import CLASSIFY
 
 
 def test_the_guard_refuses_and_records_a_download(tmp_path):
@@ -26,5 +27,5 @@ def test_the_guard_refuses_and_records_a_download(tmp_path):
 def test_imagenet_weights_are_never_downloaded(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(CxrAgeError, match="never downloaded at run time") as error:
-        build_model("classify", "densenet121", 64, weights="imagenet")
+        build_model(CLASSIFY.head, "densenet121", 64, weights="imagenet")
     assert str(cached_imagenet_file("densenet121")) in str(error.value)

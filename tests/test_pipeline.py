@@ -3,15 +3,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import FULL_SIZE, RGBA_IMAGES
+from helpers import FULL_SIZE, RGBA_IMAGES
 from PIL import Image
 
 from cxr_age.config import DataConfig
-from cxr_age.data.decode import decode_gray, load_image
-from cxr_age.data.pipeline import make_dataset
-from cxr_age.data.selection import select
 from cxr_age.errors import CxrAgeError
-from cxr_age.tasks import get_task
+from cxr_age.io.decode import decode_gray, load_image
+from cxr_age.io.pipeline import Feed, make_dataset
+from cxr_age.io.selection import select
+from cxr_age.tasks import CLASSIFY, REGRESS
 
 
 def _decode(path):
@@ -81,7 +81,7 @@ def sample():
 
 
 def test_regression_batches(sample):
-    data = make_dataset(sample, "regress", 64, batch_size=4)
+    data = make_dataset(sample, REGRESS.targets(sample), 64, batch_size=4)
     batches = list(data)
     assert [len(x) for x, _ in batches] == [4, 4, 2]
     images, ages = batches[0]
@@ -90,7 +90,7 @@ def test_regression_batches(sample):
 
 
 def test_classification_batches(sample):
-    images, onehot = next(iter(make_dataset(sample, "classify", 64, batch_size=10)))
+    images, onehot = next(iter(make_dataset(sample, CLASSIFY.targets(sample), 64, batch_size=10)))
     assert onehot.shape == (10, 9)
     assert onehot.numpy().argmax(axis=1).tolist() == sample["group"].tolist()
     assert (onehot.numpy().sum(axis=1) == 1).all()
@@ -98,7 +98,8 @@ def test_classification_batches(sample):
 
 def test_shuffle_is_seeded_and_covers_everything(sample):
     def order(seed):
-        return np.concatenate([y.numpy() for _, y in make_dataset(sample, "regress", 32, 3, shuffle=True, seed=seed)])
+        data = make_dataset(sample, REGRESS.targets(sample), 32, 3, Feed(shuffle=True, seed=seed))
+        return np.concatenate([y.numpy() for _, y in data])
 
     assert (order(1) == order(1)).all()
     assert sorted(order(1)) == pytest.approx(sorted(sample["age"] / 90.0))
@@ -106,8 +107,8 @@ def test_shuffle_is_seeded_and_covers_everything(sample):
 
 
 def test_augmentation_keeps_shape_and_range(sample):
-    plain = next(iter(make_dataset(sample, "regress", 64, 10)))[0].numpy()
-    jittered = next(iter(make_dataset(sample, "regress", 64, 10, augment=True, seed=3)))[0].numpy()
+    plain = next(iter(make_dataset(sample, REGRESS.targets(sample), 64, 10)))[0].numpy()
+    jittered = next(iter(make_dataset(sample, REGRESS.targets(sample), 64, 10, Feed(augment=True, seed=3))))[0].numpy()
     assert jittered.shape == plain.shape
     assert jittered.min() >= 0.0 and jittered.max() <= 1.0 + 1e-6
     assert np.abs(jittered - plain).mean() > 0.001
@@ -116,5 +117,5 @@ def test_augmentation_keeps_shape_and_range(sample):
 def test_classification_refuses_ages_outside_the_groups():
     frame = pd.DataFrame({"age": [40.0, 95.0], "group": [3, -1]})
     with pytest.raises(CxrAgeError, match="1 images are older than 90"):
-        get_task("classify").targets(frame, 90)
-    np.testing.assert_allclose(get_task("regress").targets(frame, 100), [0.4, 0.95])
+        CLASSIFY.targets(frame, 90)
+    np.testing.assert_allclose(REGRESS.targets(frame, 100), [0.4, 0.95])

@@ -9,17 +9,18 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, call_cli
 from dicoms import PATIENT_ID, PATIENT_NAME, write_dicom
+from helpers import assert_one_line_error, call_cli
 
 from cxr_age.age_model import AgeModel
 from cxr_age.cli import predict
 from cxr_age.config import DataConfig, Experiment, TrainConfig
-from cxr_age.data.ages import GROUP_LABELS
-from cxr_age.data.decode import read_image
-from cxr_age.models import build_model
+from cxr_age.io.ages import GROUP_LABELS
+from cxr_age.io.decode import read_image
+from cxr_age.nets.densenet import build_model
 from cxr_age.paths import sample_image_dir
-from cxr_age.prediction import load_trained, predict_batches
+from cxr_age.tasks import CLASSIFY
+from cxr_age.workflows.prediction import Predicting, predict_batches
 
 
 def test_an_age_for_a_real_sample_png(phantom_run, capsys):
@@ -58,11 +59,11 @@ def test_same_ages_as_the_runs_evaluation_with_group_probabilities(phantom_run, 
 
 def test_a_classifier_of_another_size_reads_the_files_at_its_own_size(phantom_run):
     run_dir, _ = phantom_run
-    regressor = load_trained(run_dir, "regress")
+    regressor = AgeModel.load(run_dir)
     config = Experiment(data=DataConfig(image_size=32), train=TrainConfig(task="classify"))
-    classifier = AgeModel(run_dir, config, build_model("classify", "densenet121", 32))
+    classifier = AgeModel(run_dir, config, build_model(CLASSIFY.head, "densenet121", 32))
     files = sorted((run_dir.parent / "images").glob("*.png"))[:3]
-    (batch,) = predict_batches(files, regressor, classifier, batch_size=8, progress=False)
+    (batch,) = predict_batches(files, regressor, classifier, Predicting(batch_size=8, progress=False))
     assert batch.images.shape == (3, regressor.image_size, regressor.image_size, 1)
     expected = classifier.outputs(np.stack([read_image(path, 32) for path in files]))
     for row, probabilities in zip(batch.rows, expected):

@@ -1,4 +1,4 @@
-"""The parallel reading path of prediction (`cxr_age.data.reader`): the same pixels as reading one file at a
+"""The parallel reading path of prediction (`cxr_age.io.reader`): the same pixels as reading one file at a
 time, order kept, and every unreadable file skipped with its reason, wherever it falls in the batches."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_age.data.decode import read_image
-from cxr_age.data.reader import _limited, read_batches
+from cxr_age.io.decode import read_image
+from cxr_age.io.reader import _limited, read_batches
 
 pytest.importorskip("pydicom")
 from dicoms import write_dicom  # noqa: E402 - needs pydicom

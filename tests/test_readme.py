@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, guarded_environment
+from helpers import ROOT, guarded_environment
 
 
 def python_blocks(text: str) -> list[str]:

@@ -4,11 +4,12 @@ embedded as a PNG data URI, no script, stylesheet link, frame or external refere
 import base64
 from html.parser import HTMLParser
 
-from conftest import assert_one_line_error, call_cli
+from helpers import assert_one_line_error, call_cli
 
-from cxr_age.age_gap import FINDINGS, analyse_age_gap
 from cxr_age.cli import report, saliency
-from cxr_age.data.ages import GROUP_LABELS
+from cxr_age.io.ages import GROUP_LABELS
+from cxr_age.stats.age_gap import FINDINGS
+from cxr_age.workflows.age_gap import analyse_age_gap
 
 SECTIONS = {"config", "data", "metrics", "figures", "saliency", "age-gap", "uncertainty", "external"}
 LOADING_TAGS = {"script", "link", "iframe", "frame", "object", "embed", "audio", "video", "source", "base"}

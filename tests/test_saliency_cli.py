@@ -6,11 +6,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, call_cli, run_cli
+from helpers import assert_one_line_error, call_cli, run_cli
 
 from cxr_age.cli.saliency import main
-from cxr_age.data.ages import GROUP_LABELS
-from cxr_age.run_dir import latest_run
+from cxr_age.io.ages import GROUP_LABELS
+from cxr_age.run import Run
+from cxr_age.tasks import CLASSIFY, REGRESS
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +71,13 @@ def test_all_groups_grid_regions_and_sanity(run_dir, tmp_path):
 
 def test_default_run_is_the_newest_finished_classifier(run_dir, tmp_path):
     runs = tmp_path / "runs"
-    assert latest_run("classify", runs) is None
+    assert Run.latest(CLASSIFY, runs) is None
     older = runs / "classify-old"
     shutil.copytree(run_dir, older, ignore=shutil.ignore_patterns("saliency"))
     unfinished = runs / "classify-unfinished"
     shutil.copytree(run_dir, unfinished, ignore=shutil.ignore_patterns("saliency", "metrics.json"))
-    assert latest_run("classify", runs) == older
-    assert latest_run("regress", runs) is None
+    assert Run.latest(CLASSIFY, runs) == Run(older)
+    assert Run.latest(REGRESS, runs) is None
 
 
 def test_bad_requests_give_one_line(run_dir, tmp_path, capsys, monkeypatch):

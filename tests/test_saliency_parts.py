@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from cxr_age.errors import CxrAgeError
-from cxr_age.models import build_model
+from cxr_age.nets.densenet import build_model
 from cxr_age.saliency import METHODS
 from cxr_age.saliency.analysis import default_batch_size
 from cxr_age.saliency.average import RunningMean
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps, expand_cam
 from cxr_age.saliency.regions import ELSEWHERE, Region, load_regions, mass_shares, region_masks, top_shares
 from cxr_age.saliency.sanity import randomisation_stages, rank_correlations
+from cxr_age.tasks import CLASSIFY, REGRESS
 
 REQUIRED_REGIONS = {"aortic arch and upper mediastinum", "heart", "left lung", "right lung",
                     "clavicles and shoulders", "spine"}
@@ -125,7 +126,7 @@ def test_rank_correlations():
 
 @pytest.fixture(scope="module")
 def classifier():
-    return build_model("classify", "densenet121", 64)
+    return build_model(CLASSIFY.head, "densenet121", 64)
 
 
 def test_randomisation_stages_cover_every_weighted_layer_once(classifier):
@@ -141,7 +142,7 @@ def test_randomisation_stages_cover_every_weighted_layer_once(classifier):
 def test_every_method_gives_normalised_maps_for_a_classifier(classifier, method):
     rng = np.random.default_rng(2)
     images = rng.random((2, 64, 64, 1)).astype(np.float32)
-    maps = SaliencyMaps(classifier, "classify", MapSettings(method, smooth_samples=2))
+    maps = SaliencyMaps(classifier, CLASSIFY, MapSettings(method, smooth_samples=2))
     result = maps(images, np.array([3, 7]))
     assert result.shape == (2, 64, 64) and result.dtype == np.float32
     assert np.isfinite(result).all() and result.min() >= 0 and result.max() <= 1 + 1e-6
@@ -152,7 +153,7 @@ def test_the_classifier_score_is_the_linearised_softmax(classifier):
     import keras
 
     images = np.random.default_rng(3).random((2, 64, 64, 1)).astype(np.float32)
-    maps = SaliencyMaps(classifier, "classify", MapSettings("saliency"))
+    maps = SaliencyMaps(classifier, CLASSIFY, MapSettings("saliency"))
     logits = maps.visualizer.model(images)
     np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), classifier(images).numpy(), atol=1e-5)
 
@@ -160,9 +161,9 @@ def test_the_classifier_score_is_the_linearised_softmax(classifier):
 def test_scorecam_scores_the_regressor_by_its_age():
     import keras
 
-    regressor = build_model("regress", "densenet121", 64)
+    regressor = build_model(REGRESS.head, "densenet121", 64)
     images = np.random.default_rng(4).random((2, 64, 64, 1)).astype(np.float32)
-    maps = SaliencyMaps(regressor, "regress", MapSettings("scorecam"))
+    maps = SaliencyMaps(regressor, REGRESS, MapSettings("scorecam"))
     two_logits = maps.visualizer.model(images)
     np.testing.assert_allclose(keras.ops.softmax(two_logits).numpy()[:, 1], regressor(images).numpy()[:, 0], atol=1e-5)
 
@@ -179,4 +180,4 @@ def test_bad_map_settings(method, layer, fragment):
 @pytest.mark.parametrize("layer, fragment", [("nope", "has no layer 'nope'"), ("avg_pool", "no spatial feature map")])
 def test_bad_feature_layers(classifier, layer, fragment):
     with pytest.raises(CxrAgeError, match=fragment):
-        SaliencyMaps(classifier, "classify", MapSettings("gradcam", layer))
+        SaliencyMaps(classifier, CLASSIFY, MapSettings("gradcam", layer))

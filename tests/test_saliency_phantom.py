@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from phantoms import SIZE, region_mask
 
-from cxr_age.evaluation import load_network, run_config
-from cxr_age.saliency.average import average_group
+from cxr_age.run import Run
+from cxr_age.saliency.average import Averaging, average_group
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 from cxr_age.saliency.regions import mass_shares, top_shares
 from cxr_age.saliency.sanity import cascading_randomisation
+from cxr_age.tasks import REGRESS
 
 # Grad-CAM reads a feature map of 4 x 4 cells at 64 px here (pool4_relu, 1/16 of the input): the default
 # last layer is 2 x 2 at this size, coarser than the 16 px region (16 x 16 at the paper configs' 512 px).
@@ -21,7 +22,7 @@ GRADCAM_LAYER = "pool4_relu"
 def phantom(phantom_run):
     """The trained phantom model, its config, its held-out images and the training result."""
     run_dir, result = phantom_run
-    config, model = run_config(run_dir), load_network(run_dir)
+    config, model = Run.open(run_dir).experiment, Run(run_dir).network()
     held_out = pd.concat([pd.read_csv(run_dir / f"{split}.csv") for split in ("val", "test")], ignore_index=True)
     return config, model, held_out, result
 
@@ -43,8 +44,8 @@ def test_the_loop_learns_the_phantom_age(phantom):
                          ids=["saliency", "gradcam"])
 def test_average_maps_point_at_the_age_patch(phantom, settings, min_top, min_mass_ratio):
     config, model, held_out, _ = phantom
-    maps = SaliencyMaps(model, "regress", settings)
-    average = average_group(maps, model, held_out, config, "all", 16, 5.0, progress=False).maps["all"].mean()
+    maps = SaliencyMaps(model, REGRESS, settings)
+    average = average_group(maps, model, held_out, config, "all", Averaging(16, 5.0, progress=False)).maps["all"].mean()
     masks = {"patch": region_mask(), "rest": ~region_mask()}
     area = masks["patch"].mean()
     top, mass = top_shares(average, masks)["patch"], mass_shares(average, masks)["patch"]
@@ -57,10 +58,10 @@ def test_average_maps_point_at_the_age_patch(phantom, settings, min_top, min_mas
 def test_randomised_weights_change_the_maps(phantom):
     config, model, held_out, _ = phantom
     sample = held_out.iloc[:8]
-    from cxr_age.data.pipeline import make_dataset
+    from cxr_age.io.pipeline import make_dataset
 
-    images = next(iter(make_dataset(sample, "regress", SIZE, len(sample))))[0].numpy()
-    result = cascading_randomisation(model, "regress", MapSettings("saliency"), images, sample["group"].to_numpy())
+    images = next(iter(make_dataset(sample, REGRESS.targets(sample), SIZE, len(sample))))[0].numpy()
+    result = cascading_randomisation(model, REGRESS, MapSettings("saliency"), images, sample["group"].to_numpy())
     print(result.table.to_string())
     assert not result.flagged
     assert result.table["spearman"].iloc[-1] < 0.5

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 import pandas as pd
-from conftest import FULL_SIZE, NIH_2020, RGBA_IMAGES
+from helpers import FULL_SIZE, NIH_2020, RGBA_IMAGES
 
 from cxr_age.paths import data_dir, sample_csv, sample_image_dir
 

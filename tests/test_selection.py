@@ -1,8 +1,8 @@
 import pytest
 
 from cxr_age.config import DataConfig
-from cxr_age.data.selection import NIH, select
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.selection import NIH, select
 
 
 def test_default_is_the_embedded_sample():

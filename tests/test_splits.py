@@ -1,11 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NIH_2020
+from helpers import NIH_2020
 
-from cxr_age.data.metadata import read_table
-from cxr_age.data.splits import check_disjoint, split_by_patient, split_from_nih_lists
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.metadata import read_table
+from cxr_age.io.splits import check_disjoint, split_by_patient, split_from_nih_lists
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import FULL_SIZE, guarded_environment, write_bar_images
+from helpers import FULL_SIZE, guarded_environment, write_bar_images
 
 from cxr_age.config import DataConfig, Experiment, TrainConfig
-from cxr_age.data.decode import load_image
-from cxr_age.data.pipeline import make_dataset
-from cxr_age.data.selection import select
-from cxr_age.data.store import PreparedStore, matching_store, prepare_store
 from cxr_age.errors import CxrAgeError
-from cxr_age.training import prepare_data
+from cxr_age.io.decode import load_image
+from cxr_age.io.pipeline import Feed, make_dataset
+from cxr_age.io.selection import select
+from cxr_age.io.store import PreparedStore, matching_store, prepare_store
+from cxr_age.tasks import REGRESS
+from cxr_age.workflows.training import prepare_data
 
 SIZE = 32
 
@@ -63,11 +64,11 @@ def test_batches_from_the_store_match_the_raw_files(bars, tmp_path):
     good = bars.drop(index=5).reset_index(drop=True)
     prepare_store(good, SIZE, tmp_path / "store", shard_size=4, progress=False)
     store = PreparedStore(tmp_path / "store")
-    raw = np.concatenate([x.numpy() for x, _ in make_dataset(good, "regress", SIZE, 4)])
-    prepared = np.concatenate([x.numpy() for x, _ in make_dataset(good, "regress", SIZE, 4, store=store)])
+    raw = np.concatenate([x.numpy() for x, _ in make_dataset(good, REGRESS.targets(good), SIZE, 4)])
+    prepared = np.concatenate([x.numpy() for x, _ in make_dataset(good, REGRESS.targets(good), SIZE, 4, store=store)])
     assert prepared.shape == raw.shape == (11, SIZE, SIZE, 1)
     assert np.abs(prepared - raw).max() <= 0.5 / 255 + 1e-6
-    shuffled = make_dataset(good, "regress", SIZE, 3, shuffle=True, store=store)
+    shuffled = make_dataset(good, REGRESS.targets(good), SIZE, 3, Feed(shuffle=True), store)
     targets = np.sort(np.concatenate([y.numpy() for _, y in shuffled]))
     np.testing.assert_allclose(targets, np.sort(good["age"].to_numpy() / 90), rtol=1e-6)
 

@@ -13,15 +13,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score
 
-from cxr_age.bootstrap import weighted_bootstrap, weighted_mean
 from cxr_age.config import Experiment, TrainConfig
-from cxr_age.data.ages import GROUP_LABELS, group_index
 from cxr_age.errors import CxrAgeError
-from cxr_age.losses import YearsMAE, r2_loss
-from cxr_age.metrics import classification_metrics, regression_metrics
-from cxr_age.models import build_model, compile_model
-from cxr_age.run_dir import new_run_dir, run_lock, write_atomic
-from cxr_age.training import BestModelCheckpoint, class_weights
+from cxr_age.io.ages import GROUP_LABELS, group_index
+from cxr_age.io.files import folder_lock, new_folder, write_atomic
+from cxr_age.nets.densenet import NetworkOptions, build_model
+from cxr_age.nets.losses import YearsMAE, r2_loss
+from cxr_age.stats.bootstrap import weighted_bootstrap, weighted_mean
+from cxr_age.stats.metrics import classification_metrics, regression_metrics
+from cxr_age.tasks import CLASSIFY, REGRESS, get_task
+from cxr_age.workflows.training import BestModelCheckpoint, class_weights
 
 
 @pytest.mark.parametrize("backbone, task", [("densenet121", "regress"), ("densenet169", "regress"),
@@ -29,8 +30,8 @@ from cxr_age.training import BestModelCheckpoint, class_weights
 def test_each_backbone_builds_and_trains_one_step(backbone, task):
     config = Experiment(train=TrainConfig(task=task, backbone=backbone,
                                           loss="mse" if task == "regress" else "crossentropy"))
-    model = build_model(task, backbone, 64)
-    compile_model(model, config, run_eagerly=True)
+    model = build_model(get_task(task).head, backbone, 64)
+    config.task.compile(model, config.train, run_eagerly=True)
     x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
     y = np.array([[0.3], [0.7]], np.float32) if task == "regress" else np.eye(9, dtype=np.float32)[[2, 6]]
     before = model.get_layer("conv1_conv").get_weights()[0].copy()
@@ -107,17 +108,18 @@ def test_class_weights_average_one():
 def test_pretrained_weights_from_a_local_file(tmp_path):
     backbone = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(64, 64, 3), pooling="avg")
     backbone.save_weights(tmp_path / "densenet121_notop.weights.h5")
-    model = build_model("classify", "densenet121", 64, weights=str(tmp_path / "densenet121_notop.weights.h5"))
+    model = build_model(CLASSIFY.head, "densenet121", 64, weights=str(tmp_path / "densenet121_notop.weights.h5"))
     np.testing.assert_array_equal(model.get_layer("conv1_conv").get_weights()[0],
                                   backbone.get_layer("conv1_conv").get_weights()[0])
     assert model.input_shape == (None, 64, 64, 1)
     with pytest.raises(CxrAgeError, match="weights file not found"):
-        build_model("classify", "densenet121", 64, weights=str(tmp_path / "nope.h5"))
+        build_model(CLASSIFY.head, "densenet121", 64, weights=str(tmp_path / "nope.h5"))
 
 
 def test_offline_imagenet_names_the_file_to_fetch():
-    with pytest.raises(CxrAgeError, match="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5 and pass --weights"):
-        build_model("classify", "densenet121", 64, weights="imagenet")
+    fetch = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5 and pass it as `weights`"
+    with pytest.raises(CxrAgeError, match=fetch):
+        build_model(CLASSIFY.head, "densenet121", 64, weights="imagenet")
 
 
 def test_a_killed_run_resumes_to_the_same_epoch_count(classify_run):
@@ -142,7 +144,7 @@ def test_a_resumed_run_keeps_the_best_model_of_all_epochs(tmp_path):
     pd.DataFrame({"epoch": [0, 1], "loss": [0.2, 0.1], "val_loss": [0.05, 0.03]}).to_csv(history, index=False)
     model_file.write_bytes(b"the best model so far")
     checkpoint = BestModelCheckpoint(model_file, history)
-    checkpoint.set_model(build_model("regress", "densenet121", 32))
+    checkpoint.set_model(build_model(REGRESS.head, "densenet121", 32))
     checkpoint.on_train_begin()
     checkpoint.on_epoch_end(2, {"val_loss": 0.04})
     assert model_file.read_bytes() == b"the best model so far"
@@ -156,20 +158,20 @@ def test_two_processes_never_train_into_one_folder(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(CxrAgeError, match="in use by another running process"):
-            with run_lock(tmp_path):
+            with folder_lock(tmp_path):
                 pass
     finally:
         holder.kill()
         holder.wait()
-    with run_lock(tmp_path):  # released by the kernel when its holder was killed
+    with folder_lock(tmp_path):  # released by the kernel when its holder was killed
         pass
 
 
 LOCK_AND_WAIT = """
 import sys, time
 from pathlib import Path
-from cxr_age.run_dir import run_lock
-with run_lock(Path(sys.argv[1])):
+from cxr_age.io.files import folder_lock
+with folder_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(120)
 """
@@ -198,7 +200,7 @@ def test_a_write_that_fails_halfway_leaves_the_old_file_whole(tmp_path):
 
 def _try_claim(out):
     try:
-        new_run_dir(str(out), "test")
+        new_folder(str(out), "test", out.parent)
         return "claimed"
     except CxrAgeError:
         return "refused"
@@ -210,14 +212,14 @@ def _tiny_batch():
 
 
 def test_mixed_precision_computes_in_float16_with_a_float32_output():
-    model = build_model("regress", "densenet121", 32, mixed_precision=True)
+    model = build_model(REGRESS.head, "densenet121", 32, options=NetworkOptions(mixed_precision=True))
     conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     assert (conv.compute_dtype, conv.variable_dtype) == ("float16", "float32")
     assert model.get_layer("age").compute_dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after building
     config = Experiment(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
                                           mixed_precision=True))
-    compile_model(model, config, run_eagerly=True)
+    config.task.compile(model, config.train, run_eagerly=True)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     loss = model.train_on_batch(*_tiny_batch())[0]
     assert np.isfinite(loss)
@@ -226,23 +228,21 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output():
 
 @pytest.mark.parametrize("flag, expected", [(None, "auto"), (True, True), (False, False)])
 def test_jit_compile_flag_reaches_keras(flag, expected):
-    model = build_model("regress", "densenet121", 32)
-    compile_model(model, Experiment(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
-                                                      jit_compile=flag)))
+    model = build_model(REGRESS.head, "densenet121", 32)
+    REGRESS.compile(model, TrainConfig(task="regress", backbone="densenet121", loss="mse", jit_compile=flag))
     assert model.jit_compile is (expected if expected != "auto" else False)  # auto: no XLA on a CPU-only machine
 
 
 @pytest.mark.xla
 def test_an_xla_training_step_runs_on_the_cpu():
     """Compiles DenseNet121's training step with XLA (about 80 s on 2 cores): run with `pytest -m xla`."""
-    model = build_model("regress", "densenet121", 32)
-    compile_model(model, Experiment(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
-                                                      jit_compile=True)))
+    model = build_model(REGRESS.head, "densenet121", 32)
+    REGRESS.compile(model, TrainConfig(task="regress", backbone="densenet121", loss="mse", jit_compile=True))
     assert np.isfinite(model.train_on_batch(*_tiny_batch())[0])
 
 
 def test_batch_norm_momentum_is_set_and_saved(tmp_path):
-    model = build_model("regress", "densenet121", 64, bn_momentum=0.9)
+    model = build_model(REGRESS.head, "densenet121", 64, options=NetworkOptions(bn_momentum=0.9))
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all(layer.momentum == 0.9 for layer in norms)
     model.save(tmp_path / "m.keras")

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import call_cli
+from helpers import call_cli
 
 import cxr_age
-from cxr_age.calibration import Calibration, expected_calibration_error, fit_temperature, scale
 from cxr_age.cli import predict
-from cxr_age.conformal import AgeIntervals, conformal_quantile
+from cxr_age.stats.calibration import Calibration, expected_calibration_error, fit_temperature, scale
+from cxr_age.stats.conformal import AgeIntervals, conformal_quantile
 
 REPEATS = 200
 N = 400
@@ -172,8 +172,8 @@ def test_a_classify_run_reports_calibration_sets_and_expected_age(classify_run):
 
 
 def test_the_age_gap_and_the_report_say_how_many_gaps_lie_beyond_the_interval(phantom_run, tmp_path):
-    from cxr_age.age_gap import analyse_age_gap
-    from cxr_age.report import build_report
+    from cxr_age.workflows.age_gap import analyse_age_gap
+    from cxr_age.workflows.report import build_report
 
     run_dir = phantom_run[0]
     gap = analyse_age_gap(run_dir)

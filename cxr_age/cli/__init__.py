@@ -1,1 +1,2 @@
-"""Command-line tools: `cxr-age-data`, `cxr-age-train`, `cxr-age-saliency` (also `python -m cxr_age`)."""
+"""Command-line tools (`cxr-age-data`, `-train`, `-evaluate`, `-saliency`, `-predict`, `-report`; also `python -m
+cxr_age`): arguments in, library calls, results and one-line errors out."""

@@ -1,6 +1,8 @@
 """What every command shares: an argument parser whose errors are one line, `--quiet` / `--verbose`, and a
 runner that quiets TensorFlow's start-up log, shows the library's log on stdout, and turns a `CxrAgeError`
-into one line on stderr with exit code 2 instead of a traceback. Quieting TensorFlow is the commands' business
+into one line on stderr with exit code 2 instead of a traceback. The library names its parameters in
+backticks (`max_age`); what a command prints names the flag instead (`--max-age`) wherever the command has
+that flag, since there the flag is what the user set. Quieting TensorFlow is the commands' business
 alone: the library leaves the process's environment and file descriptors as it found them."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib.machinery
 import importlib.util
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
@@ -20,6 +23,25 @@ from typing import NoReturn
 from cxr_age.errors import CxrAgeError
 
 EXIT_USAGE = 2
+PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+_FLAGS: set[str] = set()  # the option strings of every parser that has parsed a command line
+
+
+def flag_words(text: str) -> str:
+    """`text` with each backticked parameter that the command has as a flag written as that flag."""
+
+    def flag(match: re.Match) -> str:
+        option = "--" + match.group(1).replace("_", "-")
+        return option if option in _FLAGS else match.group(0)
+
+    return PARAMETER.sub(flag, text)
+
+
+class _FlagFormatter(logging.Formatter):
+    """The library's log lines as plain text, in the command's words."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return flag_words(super().format(record))
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,6 +52,10 @@ class Parser(argparse.ArgumentParser):
         loudness = self.add_mutually_exclusive_group()
         loudness.add_argument("--quiet", action="store_true", help="print warnings and results only")
         loudness.add_argument("--verbose", action="store_true", help="also print the library's debugging log")
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        _FLAGS.update(option for action in self._actions for option in action.option_strings)
+        return super().parse_known_args(args, namespace)
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
         parsed = super().parse_args(args, namespace)
@@ -102,8 +128,9 @@ def run(prog: str, body: Callable[[Sequence[str] | None], int | None], argv: Seq
     """Run a command body with the `cxr_age` log printed to stdout as plain lines; bad input ends as
     `prog: error: message` on stderr and exit code 2."""
     hook = quiet_tensorflow()
+    _FLAGS.clear()
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_FlagFormatter("%(message)s"))
     logger = logging.getLogger("cxr_age")
     previous_level = logger.level
     logger.addHandler(handler)
@@ -111,7 +138,7 @@ def run(prog: str, body: Callable[[Sequence[str] | None], int | None], argv: Seq
     try:
         return body(argv) or 0
     except CxrAgeError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {flag_words(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxr_age.cli.base import Parser, run
+from cxr_age.cli.base import Parser, flag_words, run
 from cxr_age.cli.options import add_data_options, data_config, positive_int
-from cxr_age.config import DataConfig
-from cxr_age.data.selection import NIH, SAMPLE, Selection, select
-from cxr_age.data.selection_report import selection_lines, warning_lines
-from cxr_age.data.splits import SPLIT_COLUMNS, SPLITS, assign_splits, check_disjoint
-from cxr_age.run_dir import new_run_dir, write_csv, write_json
-from cxr_age.run_files import REMOVED, SKIPPED, split_file
+from cxr_age.io.files import new_folder, write_csv, write_json
+from cxr_age.io.selection import NIH, SAMPLE, Selection, select
+from cxr_age.io.selection_report import selection_lines, warning_lines
+from cxr_age.io.splits import SPLIT_COLUMNS, SPLITS, assign_splits, check_disjoint
+from cxr_age.run import RUNS_ROOT, Run
+from cxr_age.settings import DataConfig
 
 PROG = "cxr-age-data"
 
@@ -59,11 +59,9 @@ def build_parser() -> Parser:
 
 
 def _report_selection(command: str, selection: Selection, config: DataConfig) -> None:
-    print(f"{PROG} {command}: using {selection.source}")
-    for line in warning_lines(selection):
-        print(line)
-    for line in selection_lines(selection, config):
-        print(line)
+    print(flag_words(f"{PROG} {command}: using {selection.source}"))
+    for line in warning_lines(selection) + selection_lines(selection, config):
+        print(flag_words(line))
 
 
 def _report_split(frame: pd.DataFrame, config: DataConfig) -> dict[str, int]:
@@ -92,12 +90,13 @@ def _summary(command: str, selection: Selection, config: DataConfig, sizes: dict
 def _write_lists(selection: Selection, folder: Path) -> None:
     """`removed.csv` (every row a filter took out, with its reason) and `skipped.csv` (missing and undecodable
     files), which a user can open to see what was left out and why."""
-    write_csv(selection.removed, folder / REMOVED)
-    write_csv(selection.skipped, folder / SKIPPED)
+    write_csv(selection.removed, folder / Run.REMOVED)
+    write_csv(selection.skipped, folder / Run.SKIPPED)
 
 
 def stats_command(config: DataConfig, out: str | None) -> None:
-    from cxr_age.data.stats import age_histogram, group_split_table
+    from cxr_age.stats.counts import group_split_table
+    from cxr_age.viz.figures import age_histogram
 
     selection = select(config, default=NIH)
     _report_selection("stats", selection, config)
@@ -105,7 +104,7 @@ def stats_command(config: DataConfig, out: str | None) -> None:
     sizes = _report_split(frame, config)
     table = group_split_table(frame)
     print(table.to_string())
-    folder = new_run_dir(out, "data-stats")
+    folder = new_folder(out, "data-stats", RUNS_ROOT)
     write_csv(table.reset_index(), folder / "age_groups.csv")
     _write_lists(selection, folder)
     age_histogram(frame, folder / "age_histogram.png", selection.counts["removed_over_max_age"], config.max_age,
@@ -119,16 +118,16 @@ def split_command(config: DataConfig, out: str | None) -> None:
     _report_selection("split", selection, config)
     frame = assign_splits(selection.frame, config.seed, config.nih_lists)
     sizes = _report_split(frame, config)
-    folder = new_run_dir(out, "data-split")
+    folder = new_folder(out, "data-split", RUNS_ROOT)
     for name in SPLITS:
-        write_csv(frame.loc[frame["split"] == name, SPLIT_COLUMNS], split_file(folder, name))
+        write_csv(frame.loc[frame["split"] == name, SPLIT_COLUMNS], Run(folder).split_file(name))
     _write_lists(selection, folder)
     write_json(_summary("split", selection, config, sizes), folder / "summary.json")
     print(f"wrote {folder}/train.csv, val.csv, test.csv, removed.csv, summary.json")
 
 
 def check_command(config: DataConfig, out: str | None) -> None:
-    from cxr_age.data.image_check import check_images
+    from cxr_age.io.image_check import check_images
 
     selection = select(config, default=SAMPLE)
     _report_selection("check", selection, config)
@@ -136,15 +135,15 @@ def check_command(config: DataConfig, out: str | None) -> None:
     counts = selection.counts
     print(f"{counts['selected']:,} images decode; left out: {counts['skipped_missing']:,} missing, "
           f"{counts['skipped_unreadable']:,} undecodable")
-    folder = new_run_dir(out, "data-check")
+    folder = new_folder(out, "data-check", RUNS_ROOT)
     _write_lists(selection, folder)
     write_json(_summary("check", selection, config, {}), folder / "summary.json")
     print(f"wrote {folder}/skipped.csv, removed.csv, summary.json")
 
 
 def prepare_command(config: DataConfig, out: str | None, shard_size: int) -> None:
-    from cxr_age.data.image_check import check_missing
-    from cxr_age.data.store import prepare_store
+    from cxr_age.io.image_check import check_missing
+    from cxr_age.io.store import prepare_store
 
     selection = select(config, default=SAMPLE)
     _report_selection("prepare", selection, config)

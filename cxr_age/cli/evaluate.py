@@ -5,15 +5,13 @@ external validation of the run's model on another dataset."""
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
-from cxr_age.cli.base import Parser, run
+from cxr_age.cli.base import Parser, flag_words, run
 from cxr_age.cli.options import coverage_level
-from cxr_age.datasets import DATASET_NAMES
 from cxr_age.errors import CxrAgeError
-from cxr_age.run_files import METRICS, demo_note
+from cxr_age.io.datasets import DATASET_NAMES
+from cxr_age.run import Run
 
 PROG = "cxr-age-evaluate"
 
@@ -45,26 +43,25 @@ def build_parser() -> Parser:
 
 
 def _external(args: argparse.Namespace) -> None:
-    from cxr_age.config import DataConfig
-    from cxr_age.data.selection import describe_source
-    from cxr_age.evaluation import summary_lines
-    from cxr_age.external import evaluate_external
-    from cxr_age.tasks import get_task
+    from cxr_age.io.selection import describe_source
+    from cxr_age.settings import DataConfig
+    from cxr_age.workflows.evaluation import summary_lines
+    from cxr_age.workflows.external import ExternalOptions, evaluate_external
 
     if args.split != "all" or args.age_gap:
         raise CxrAgeError("--split and --age-gap are for the run's own splits; an external evaluation writes "
                           "every image's metrics and, for a regressor, its age gap")
     source = DataConfig(csv=args.csv, image_dir=args.image_dir, dataset=args.dataset, patients=args.patients)
-    print(f"{PROG}: {args.run} on the {describe_source(source)}")
-    folder = evaluate_external(args.run, args.csv, args.image_dir, args.dataset, patients=args.patients,
-                               skip_missing=args.skip_missing, skip_unreadable=args.skip_unreadable,
-                               coverage=args.coverage)
-    result = json.loads((folder / METRICS).read_text())
+    print(flag_words(f"{PROG}: {args.run} on the {describe_source(source)}"))
+    options = ExternalOptions(args.patients, args.skip_missing, args.skip_unreadable, args.coverage)
+    folder = evaluate_external(args.run, args.csv, args.image_dir, args.dataset, options)
+    result = folder.metrics()
+    task = Run.open(args.run).task
     print(f"trained on {result['trained_on']}, tested on {result['tested_on']}")
-    for line in summary_lines(result):
+    for line in summary_lines(result, task):
         print(line)
     print(f"wrote {folder}: metrics.json, predictions_external.csv, removed.csv, skipped.csv, figures (*.png)"
-          + (", age_gap*.csv, age_gap.json" if get_task(result["task"]).predicts_age else ""))
+          + (", age_gap*.csv, age_gap.json" if task.predicts_age else ""))
 
 
 def _main(argv: Sequence[str] | None) -> None:
@@ -72,23 +69,25 @@ def _main(argv: Sequence[str] | None) -> None:
     if args.csv:
         _external(args)
         return
-    from cxr_age.age_gap import analyse_age_gap, check_age_gap_run
-    from cxr_age.evaluation import evaluate, summary_lines
+    from cxr_age.workflows.age_gap import analyse_age_gap
+    from cxr_age.workflows.evaluation import evaluate, summary_lines
 
-    run_dir = Path(args.run)
+    evaluated = Run.open(args.run)
+    task = evaluated.task
     if args.age_gap:
-        check_age_gap_run(run_dir)
+        if not task.predicts_age:
+            raise CxrAgeError(f"{evaluated} is a {task} run: --age-gap needs a regress run's predicted ages")
         if args.split != "all":
             raise CxrAgeError("--age-gap fits its correction on val and reports on test: leave out --split")
     splits = ("val", "test") if args.split == "all" else (args.split,)
-    result = evaluate(run_dir, splits, args.coverage)
+    result = evaluate(evaluated, splits, args.coverage)
     print(f"{PROG}: {args.run} ({result['experiment']}, {result['task']})")
-    for line in summary_lines(result):
+    for line in summary_lines(result, task):
         print(line)
     if args.age_gap:
-        for line in analyse_age_gap(run_dir, note=demo_note(result["demo"])).lines():
+        for line in analyse_age_gap(evaluated).lines():
             print(line)
-        print(f"wrote {run_dir}: age_gap.json, age_gap_test.csv, age_gap_by_{{finding,sex,view}}.csv, "
+        print(f"wrote {evaluated}: age_gap.json, age_gap_test.csv, age_gap_by_{{finding,sex,view}}.csv, "
               "bland_altman_test.png, age_gap_vs_age_test.png, age_gap_by_finding_test.png")
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from cxr_age.config import DataConfig
-from cxr_age.data.metadata import VIEWS
-from cxr_age.datasets import DATASET_NAMES
 from cxr_age.errors import CxrAgeError
-from cxr_age.run_dir import RUNS_ROOT, latest_run
+from cxr_age.io.datasets import DATASET_NAMES
+from cxr_age.io.metadata import VIEWS
+from cxr_age.run import RUNS_ROOT, Run
+from cxr_age.settings import DataConfig
+from cxr_age.tasks import Task
 
 
 def positive_int(text: str) -> int:
@@ -75,11 +75,11 @@ def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> Dat
     return replace(base or DataConfig(), **given_flags(args, DataConfig))
 
 
-def run_or_latest(given: str | None, task: str, flag: str = "--run") -> Path:
+def run_or_latest(given: str | None, task: Task, flag: str = "--run") -> Run:
     """The run the user named, else the newest finished run of `task` under runs/ (an error if none)."""
     if given:
-        return Path(given)
-    found = latest_run(task)
+        return Run(given)
+    found = Run.latest(task)
     if found is None:
         raise CxrAgeError(f"no finished {task} run under {RUNS_ROOT}/: run `cxr-age-train {task}` first, "
                           f"or name a run with {flag} RUN")

@@ -12,18 +12,20 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from cxr_age.cli.base import Parser, run
+from cxr_age.cli.base import Parser, flag_words, run
 from cxr_age.cli.options import coverage_level, positive_int, run_or_latest
-from cxr_age.run_dir import RUNS_ROOT
-from cxr_age.run_files import DEMO_NOTICE
-from cxr_age.tasks import get_task
+from cxr_age.config import DEMO_NOTICE
+from cxr_age.errors import CxrAgeError
+from cxr_age.run import RUNS_ROOT, Run
+from cxr_age.tasks import CLASSIFY, REGRESS, Task
 
 if TYPE_CHECKING:
     from cxr_age.age_model import AgeModel
-    from cxr_age.prediction import Batch
-    from cxr_age.prediction_log import PredictionLog
+    from cxr_age.workflows.prediction import Batch
+    from cxr_age.workflows.prediction_log import PredictionLog
 
 PROG = "cxr-age-predict"
+RUN_FLAGS = {REGRESS: "--run", CLASSIFY: "--classify-run"}  # the flag that takes a run of each task
 
 
 def build_parser() -> Parser:
@@ -76,7 +78,7 @@ def model_summary(model: AgeModel) -> dict:
                "image_size": model.image_size, "demo": model.demo}
     test = model.metrics.get("splits", {}).get("test")
     if test:
-        key = get_task(model.task).headline_metric
+        key = model.task.headline_metric
         summary[f"test_{key}"] = {**test["model"][key], "baseline": test["baseline"][key]}
     return summary
 
@@ -115,6 +117,16 @@ def _print_rows(rows: list[dict]) -> None:
         print(_text_line(row))
 
 
+def _load(run: Run, task: Task) -> AgeModel:
+    """The run's model, which must be of `task`."""
+    from cxr_age.age_model import AgeModel
+
+    model = AgeModel.load(run)
+    if model.task is not task:
+        raise CxrAgeError(f"{run} is a {model.task} run, not {task}: pass it as {RUN_FLAGS[model.task]}")
+    return model
+
+
 def _settings(args: argparse.Namespace, regress_run: Path) -> dict:
     """What the predictions depend on: a resumed --csv run must have the same."""
     return {"run": str(regress_run.resolve()),
@@ -123,26 +135,31 @@ def _settings(args: argparse.Namespace, regress_run: Path) -> dict:
 
 
 def _on_batch(args: argparse.Namespace, log: PredictionLog | None) -> Callable[[Batch], None]:
-    from cxr_age.prediction import predictions_frame
+    from cxr_age.workflows.prediction import predictions_frame
 
     def handle(batch) -> None:
         if not args.json:
             _print_rows(batch.rows)
         if log is not None:
-            log.append(predictions_frame(batch.rows) if batch.rows else pd.DataFrame(), batch.skipped)
+            log.append(predictions_frame(batch.rows) if batch.rows else pd.DataFrame(), _in_flags(batch.skipped))
 
     return handle
 
 
+def _in_flags(skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Skip reasons in the command's words."""
+    return [(path, flag_words(reason)) for path, reason in skipped]
+
+
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    regress_run = run_or_latest(args.run, "regress")
-    from cxr_age.prediction import Reading, load_trained, predict_paths
-    from cxr_age.prediction_log import PredictionLog
+    regress_run = run_or_latest(args.run, REGRESS)
+    from cxr_age.workflows.prediction import Predicting, Reading, predict_paths
+    from cxr_age.workflows.prediction_log import PredictionLog
 
-    log = PredictionLog.open(Path(args.csv), _settings(args, Path(regress_run))) if args.csv else None
-    regressor = load_trained(regress_run, "regress")
-    classifier = load_trained(Path(args.classify_run), "classify") if args.classify_run else None
+    log = PredictionLog.open(Path(args.csv), _settings(args, regress_run.folder)) if args.csv else None
+    regressor = _load(regress_run, REGRESS)
+    classifier = _load(Run(args.classify_run), CLASSIFY) if args.classify_run else None
     summaries = {"regressor": model_summary(regressor),
                  "classifier": model_summary(classifier) if classifier else None}
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
@@ -152,10 +169,11 @@ def _main(argv: Sequence[str] | None) -> None:
     overlay_dir = None
     if args.saliency:
         overlay_dir = Path(args.overlay_dir) if args.overlay_dir else (log.csv.parent if log else Path.cwd())
-    result = predict_paths(args.paths, regressor, classifier, batch_size=args.batch_size, overlay_dir=overlay_dir,
-                           progress=not args.no_progress, coverage=args.coverage,
-                           reading=Reading(args.any_dicom, args.age_from_header, args.read_threads),
-                           done=log.done if log else frozenset(), on_batch=_on_batch(args, log))
+    how = Predicting(args.batch_size, args.coverage, Reading(args.any_dicom, args.age_from_header, args.read_threads),
+                     not args.no_progress, overlay_dir)
+    result = predict_paths(args.paths, regressor, classifier, how, log.done if log else frozenset(),
+                           _on_batch(args, log))
+    result.skipped = _in_flags(result.skipped)
     for path, reason in result.skipped:
         print(f"{PROG}: skipped {path}: {reason}", file=sys.stderr)
     if args.json:

@@ -20,14 +20,15 @@ def _main(argv: Sequence[str] | None) -> None:
                         help="where to write the page (default: RUN/report.html, replaced when the report is "
                              "made again; a named FILE must not exist yet)")
     args = parser.parse_args(argv)
-    run_dir = Path(args.run)
-    out = Path(args.out) if args.out else run_dir / "report.html"
+    from cxr_age.io.files import write_text
+    from cxr_age.run import Run
+    from cxr_age.workflows.report import build_report
+
+    reported = Run(args.run)
+    out = Path(args.out) if args.out else reported.file(Run.REPORT)
     if args.out and out.exists():
         raise CxrAgeError(f"{out} already exists; choose another --out (nothing is overwritten)")
-    from cxr_age.report import build_report
-    from cxr_age.run_dir import write_text
-
-    page = build_report(run_dir)
+    page = build_report(reported)
     write_text(page, out)
     print(f"{PROG}: wrote {out} ({len(page.encode()) / 1e6:.1f} MB, self-contained; open it in any browser)")
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 
-from cxr_age.cli.base import Parser, run
+from cxr_age.cli.base import Parser, flag_words, run
 from cxr_age.cli.options import add_data_options, given_flags, positive_int
-from cxr_age.config import DataConfig, Experiment, TrainConfig
-from cxr_age.data.selection import describe_source
-from cxr_age.distribute import STRATEGIES
-from cxr_age.run_files import DEMO_NOTICE, HISTORY, METRICS, MODEL, TENSORBOARD
+from cxr_age.config import DEMO_NOTICE, DataConfig, Experiment, TrainConfig
+from cxr_age.io.selection import describe_source
+from cxr_age.nets.distribute import STRATEGIES
+from cxr_age.run import Run
 from cxr_age.tasks import LOSSES, TASK_NAMES
 
 PROG = "cxr-age-train"
@@ -68,23 +67,24 @@ def resolve_config(args: argparse.Namespace) -> Experiment:
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     experiment = resolve_config(args)
-    from cxr_age.distribute import make_strategy
+    from cxr_age.nets.distribute import make_strategy
 
     # Before any other TensorFlow work: a multi-worker strategy sets up its collectives at start-up.
     strategy = make_strategy(experiment.train.strategy)
     demo = f" ({DEMO_NOTICE})" if experiment.train.demo else ""
-    print(f"{PROG} {args.task}: using {describe_source(experiment.data)}{demo}")
-    from cxr_age.evaluation import summary_lines
-    from cxr_age.training import train
+    print(flag_words(f"{PROG} {args.task}: using {describe_source(experiment.data)}{demo}"))
+    from cxr_age.workflows.evaluation import summary_lines
+    from cxr_age.workflows.training import train
 
-    run_dir = train(experiment, args.out, strategy=strategy)
-    if run_dir is None:
+    trained = train(experiment, args.out, strategy=strategy)
+    if trained is None:
         print("this worker's share of the training is done; the chief writes the model, metrics and figures "
               "into its own run folder")
         return
-    for line in summary_lines(json.loads((run_dir / METRICS).read_text())):
+    for line in summary_lines(trained.metrics(), experiment.task):
         print(line)
-    print(f"wrote {run_dir}: {MODEL}, {HISTORY}, {METRICS}, predictions_*.csv, figures (*.png), {TENSORBOARD}/")
+    print(f"wrote {trained}: {Run.MODEL}, {Run.HISTORY}, {Run.METRICS}, predictions_*.csv, figures (*.png), "
+          f"{Run.TENSORBOARD}/")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

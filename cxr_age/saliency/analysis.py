@@ -13,26 +13,24 @@ import numpy as np
 import pandas as pd
 
 from cxr_age.config import Experiment
-from cxr_age.data.ages import GROUP_LABELS
-from cxr_age.data.pipeline import make_dataset
-from cxr_age.data.store import matching_store
 from cxr_age.errors import CxrAgeError
-from cxr_age.evaluation import load_network, run_config, split_frame
-from cxr_age.run_dir import new_run_dir, write_atomic, write_csv, write_json
-from cxr_age.run_files import demo_note
+from cxr_age.io.ages import GROUP_LABELS
+from cxr_age.io.files import write_atomic, write_csv, write_json
+from cxr_age.io.pipeline import make_dataset
+from cxr_age.io.store import matching_store
+from cxr_age.run import Run
 from cxr_age.saliency import plots
-from cxr_age.saliency.average import SUBSETS, GroupMaps, average_group
+from cxr_age.saliency.average import SUBSETS, Averaging, GroupMaps, average_group
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 from cxr_age.saliency.regions import default_regions_file, load_regions, mass_shares, region_masks, top_shares
 from cxr_age.saliency.sanity import SanityResult, cascading_randomisation
-from cxr_age.tasks import get_task
 
 
 @dataclass(frozen=True)
 class SaliencyRequest:
     """What to map: a run, age-group labels, a split, how (`settings`), and the optional extras."""
 
-    run: Path
+    run: Run | Path
     groups: tuple[str, ...] = tuple(GROUP_LABELS)
     split: str = "test"
     settings: MapSettings = MapSettings()
@@ -96,10 +94,10 @@ def region_table(groups: list[GroupMaps], masks: dict[str, np.ndarray]) -> pd.Da
 def _sanity(model: keras.Model, config: Experiment, request: SaliencyRequest,
             selected: pd.DataFrame) -> SanityResult:
     sample = selected.sample(min(request.sanity_images, len(selected)), random_state=config.data.seed)
-    data = make_dataset(sample, config.train.task, config.data.image_size, len(sample),
-                        age_scale=config.train.age_scale)
+    data = make_dataset(sample, config.task.targets(sample, config.train.age_scale), config.data.image_size,
+                        len(sample))
     images = next(iter(data))[0].numpy()
-    return cascading_randomisation(model, config.train.task, request.settings, images, sample["group"].to_numpy(),
+    return cascading_randomisation(model, config.task, request.settings, images, sample["group"].to_numpy(),
                                    seed=config.data.seed)
 
 
@@ -116,7 +114,7 @@ def _summary(request: SaliencyRequest, config: Experiment, groups: list[GroupMap
     return {
         "run": str(request.run), "task": config.train.task, "experiment": config.name, "demo": config.train.demo,
         **request.settings.describe(), "split": request.split, "limit": request.limit, "batch_size": request.batch_size,
-        "correct_means": get_task(config.train.task).correct_means(request.tolerance),
+        "correct_means": config.task.correct_means(request.tolerance),
         "regions_file": str(request.regions_file or default_regions_file()),
         "groups": {group.label: {**{subset: group.count(subset) for subset in SUBSETS}, "empty_maps": group.empty_maps}
                    for group in groups},
@@ -128,25 +126,24 @@ def _summary(request: SaliencyRequest, config: Experiment, groups: list[GroupMap
 def analyse(request: SaliencyRequest, out: str | None = None, progress: bool = True) -> SaliencyResult:
     """Map the requested groups of a run and write the files into `out` (default: a fresh folder under
     `RUN/saliency/`). Every check that needs no model runs before the model is loaded."""
-    config = run_config(request.run)
+    run = Run.open(request.run)
+    config = run.experiment
     request = replace(request, batch_size=request.batch_size or default_batch_size(config.data.image_size))
     regions = load_regions(request.regions_file)
-    selected = select_groups(split_frame(request.run, request.split), request.groups, request.limit, config.data.seed)
+    selected = select_groups(run.split_images(request.split), request.groups, request.limit, config.data.seed)
     empty = [label for label, part in selected.items() if part.empty]
     if len(empty) == len(selected):
-        raise CxrAgeError(f"the {request.split} split of {request.run} has no images in age group(s) "
-                          f"{', '.join(empty)}")
-    model = load_network(request.run)
-    maps = SaliencyMaps(model, config.train.task, request.settings)
-    folder = new_run_dir(out, f"{request.settings.method}-{request.split}", root=request.run / "saliency")
-    note = demo_note(config.train.demo)
-    method = request.settings.method
+        raise CxrAgeError(f"the {request.split} split of {run} has no images in age group(s) {', '.join(empty)}")
+    model = run.network()
+    maps = SaliencyMaps(model, config.task, request.settings)
+    folder = run.new_folder(Run.SALIENCY, f"{request.settings.method}-{request.split}", out)
+    note, method = config.note, request.settings.method
     mapped = {label: part for label, part in selected.items() if not part.empty}
-    store = matching_store(pd.concat(mapped.values())["path"], config.data.image_size)
+    how = Averaging(request.batch_size, request.tolerance, progress,
+                    matching_store(pd.concat(mapped.values())["path"], config.data.image_size))
     groups = []
     for label, part in mapped.items():
-        groups.append(average_group(maps, model, part, config, label, request.batch_size, request.tolerance, progress,
-                                    store))
+        groups.append(average_group(maps, model, part, config, label, how))
         _write_group(groups[-1], folder, method, note)
     write_csv(pd.concat([group.images() for group in groups], ignore_index=True), folder / "images.csv")
     table = region_table(groups, region_masks(regions, config.data.image_size))

@@ -12,10 +12,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxr_age.config import Experiment
-from cxr_age.data.pipeline import make_dataset
-from cxr_age.data.store import PreparedStore, matching_store
+from cxr_age.io.pipeline import make_dataset
+from cxr_age.io.store import PreparedStore, matching_store
 from cxr_age.saliency.methods import SaliencyMaps
-from cxr_age.tasks import get_task
+from cxr_age.tasks import Task
 
 SUBSETS = ("all", "correct", "wrong")
 
@@ -56,33 +56,44 @@ class GroupMaps:
         return pd.concat(self.rows, ignore_index=True) if self.rows else pd.DataFrame()
 
 
-def correct_predictions(outputs: np.ndarray, batch: pd.DataFrame, task: str, age_scale: float,
+def correct_predictions(outputs: np.ndarray, batch: pd.DataFrame, task: Task, age_scale: float,
                         tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """The prediction per image (age in years, or group label) and whether it is correct: within
     `tolerance` years of the true age (regressor) or the true group (classifier)."""
-    described = get_task(task)
-    predicted = described.decode(outputs, age_scale)
-    return predicted, described.correct(predicted, batch, tolerance)
+    predicted = task.decode(outputs, age_scale)
+    return predicted, task.correct(predicted, batch, tolerance)
 
 
-def average_group(maps: SaliencyMaps, model: keras.Model, frame: pd.DataFrame, config: Experiment,
-                  label: str, batch_size: int, tolerance: float, progress: bool = True,
-                  store: PreparedStore | None = None) -> GroupMaps:
+@dataclass(frozen=True)
+class Averaging:
+    """How a group's maps are averaged: images per batch, the tolerance in years within which a regressor's
+    prediction counts as correct, whether a progress bar shows, and the prepared store to read (None: a
+    matching store, else the files)."""
+
+    batch_size: int = 8
+    tolerance: float = 5.0
+    progress: bool = True
+    store: PreparedStore | None = None
+
+
+def average_group(maps: SaliencyMaps, model: keras.Model, frame: pd.DataFrame, config: Experiment, label: str,
+                  how: Averaging = Averaging()) -> GroupMaps:
     """Predict and map every image of `frame` (one age group) in batches, accumulating running means; images
-    come from `store` if given (one store opened for all groups), else from a matching store or the files."""
-    task = config.train.task
+    come from `how.store` if given (one store opened for all groups), else from a matching store or the
+    files."""
+    task = config.task
     result = GroupMaps(label)
-    store = store or matching_store(frame["path"], config.data.image_size)
-    data = make_dataset(frame, task, config.data.image_size, batch_size, age_scale=config.train.age_scale,
+    store = how.store or matching_store(frame["path"], config.data.image_size)
+    data = make_dataset(frame, task.targets(frame, config.train.age_scale), config.data.image_size, how.batch_size,
                         store=store)
     start = 0
-    with tqdm(total=len(frame), desc=f"{label} {maps.settings.method}", unit="image", disable=not progress,
+    with tqdm(total=len(frame), desc=f"{label} {maps.settings.method}", unit="image", disable=not how.progress,
               leave=False) as bar:
         for images, _ in data:
             batch = frame.iloc[start:start + len(images)]
             start += len(images)
             outputs = model(images, training=False).numpy()
-            predicted, correct = correct_predictions(outputs, batch, task, config.train.age_scale, tolerance)
+            predicted, correct = correct_predictions(outputs, batch, task, config.train.age_scale, how.tolerance)
             group_maps = maps(images, batch["group"].to_numpy())
             result.empty_maps += int((group_maps.max(axis=(1, 2)) == 0).sum())
             result.maps["all"].add(group_maps)

@@ -34,9 +34,9 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
 from cxr_age.errors import CxrAgeError
-from cxr_age.models import FEATURE_LAYER
+from cxr_age.nets.densenet import FEATURE_LAYER
 from cxr_age.saliency import CAM_METHODS, METHODS
-from cxr_age.tasks import get_task
+from cxr_age.tasks import Task
 
 _VISUALIZERS = {"saliency": Saliency, "smoothgrad": Saliency, "gradcam": Gradcam, "gradcam++": GradcamPlusPlus,
                 "scorecam": Scorecam, "layercam": Layercam}
@@ -58,7 +58,7 @@ class MapSettings:
         if self.method not in METHODS:
             raise CxrAgeError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.layer and self.method not in CAM_METHODS:
-            raise CxrAgeError(f"--layer applies to the CAM methods ({', '.join(CAM_METHODS)}), not {self.method}")
+            raise CxrAgeError(f"`layer` applies to the CAM methods ({', '.join(CAM_METHODS)}), not {self.method}")
 
     def describe(self) -> dict[str, object]:
         """The settings that shape the maps, for the run's JSON."""
@@ -95,10 +95,10 @@ class SaliencyMaps:
     `[n, h, w, 1]` and, for a classifier, each image's age-group index to explain (a regressor's maps
     explain its age output), and returns `[n, h, w]` maps in [0, 1]."""
 
-    def __init__(self, model: keras.Model, task: str, settings: MapSettings, clone: bool = True) -> None:
+    def __init__(self, model: keras.Model, task: Task, settings: MapSettings, clone: bool = True) -> None:
         """`clone=False` linearises `model` itself instead of a copy: for a private copy whose weights the
         caller goes on changing (the sanity check), so that one visualiser follows every change."""
-        self.single_output = get_task(task).units == 1
+        self.single_output = task.head.units == 1
         self.settings = settings
         self.layer = settings.layer or FEATURE_LAYER
         if settings.method in CAM_METHODS:

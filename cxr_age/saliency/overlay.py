@@ -1,4 +1,4 @@
-"""Saliency overlays of single studies for `cxr-age-predict --saliency`: the regressor's vanilla gradient
+"""Saliency overlays of single studies, for the predict command's overlays: the regressor's vanilla gradient
 map of each image (Simonyan et al. 2014, through tf-keras-vis), beside the image, one PNG per image."""
 
 from __future__ import annotations
@@ -8,19 +8,20 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cxr_age.run_dir import claim_file
-from cxr_age.run_files import demo_note
+from cxr_age.config import DEMO_NOTICE
+from cxr_age.io.files import claim_file
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 from cxr_age.saliency.plots import study_figure
+from cxr_age.tasks import REGRESS
 
 
 class StudyOverlays:
     """Writes `<image stem>_saliency.png` into `folder` for each predicted image, never over an existing file."""
 
     def __init__(self, regressor: keras.Model, folder: Path, demo: bool) -> None:
-        self.maps = SaliencyMaps(regressor, "regress", MapSettings("saliency"))
+        self.maps = SaliencyMaps(regressor, REGRESS, MapSettings("saliency"))
         self.folder = folder
-        self.note = demo_note(demo)
+        self.note = DEMO_NOTICE if demo else ""
 
     def add(self, rows: list[dict], images: np.ndarray) -> None:
         """Map a batch (`images` in the order of `rows`) and record each overlay's path in its row."""

@@ -10,10 +10,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cxr_age.figures import new_figure, save_figure
 from cxr_age.saliency.average import SUBSETS, GroupMaps
 from cxr_age.saliency.regions import ELSEWHERE
 from cxr_age.saliency.sanity import SURVIVAL_THRESHOLD, SanityResult
+from cxr_age.viz.figures import new_figure, save_figure
 
 COLOURS = "inferno"
 SCALE_LABEL = "saliency (panel maximum = 1)"

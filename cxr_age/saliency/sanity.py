@@ -14,6 +14,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
+from cxr_age.tasks import Task
 
 # A mean rank correlation at or above this, with every stage randomised, flags the method.
 SURVIVAL_THRESHOLD = 0.5
@@ -67,7 +68,7 @@ def _summary(stage: str, layers: int, correlations: np.ndarray) -> dict[str, obj
             "ci95_low": mean - half, "ci95_high": mean + half}
 
 
-def cascading_randomisation(model: keras.Model, task: str, settings: MapSettings, images: np.ndarray,
+def cascading_randomisation(model: keras.Model, task: Task, settings: MapSettings, images: np.ndarray,
                             groups: np.ndarray, seed: int = 0) -> SanityResult:
     """Maps of `images` from the trained model and after randomising each stage in turn (cumulatively, from
     the top); fresh weights come from the layers' own initialisers (a clone of the model, seeded)."""

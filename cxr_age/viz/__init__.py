@@ -1,0 +1,1 @@
+"""Figures, drawn without pyplot (no backend chosen, no global state) and written as PNGs atomically."""
