@@ -8,7 +8,7 @@ Each figure is the median images/s of --repeats timed passes of --steps steps af
 compilation), on random in-memory images (the pipeline is not measured here). A training rate is also the
 rate at which the input must deliver images to keep the device busy; the last column gives it as the CPU
 cores it would take at a per-core decode rate (--png-per-core, default: this project's measured raw PNG path,
-BENCHMARKS.md) and says whether a prepared store's rate (--store-rate) covers it.
+docs/benchmarks.md) and says whether a prepared store's rate (--store-rate) covers it.
 
     KERAS_BACKEND=jax python benchmarks/gpu_step.py [--sizes 256 512] [--batch-size 32] [--steps 20]
 """
@@ -76,9 +76,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--png-per-core", type=float, default=104.0,
-                        help="raw PNG path images/s per CPU core (default: 207.9/2, BENCHMARKS.md, 256 px)")
+                        help="raw PNG path images/s per CPU core (default: 207.9/2, docs/benchmarks.md, 256 px)")
     parser.add_argument("--store-rate", type=float, default=18771.0,
-                        help="prepared store images/s (default: BENCHMARKS.md, 2 cores)")
+                        help="prepared store images/s (default: docs/benchmarks.md, 2 cores)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     import keras

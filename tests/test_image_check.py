@@ -41,7 +41,7 @@ def test_find_unreadable_uses_the_training_decoder(folder):
 
 def test_unreadable_stop_the_run_before_training(folder):
     selection = select(_csv(folder, GOOD + ["truncated.png", "text.png"]))
-    message = r"2 of 5 image files cannot be decoded .*truncated.png, text.png.*--skip-unreadable"
+    message = r"2 of 5 image files cannot be decoded .*truncated.png, text.png.*`skip_unreadable`"
     with pytest.raises(CxrAgeError, match=message):
         check_images(selection, skip_missing=False, skip_unreadable=False, progress=False)
 
@@ -57,7 +57,7 @@ def test_unreadable_skipped_are_counted_and_listed(folder):
 def test_missing_files_count_and_first_five(folder):
     names = GOOD + [f"gone{i}.png" for i in range(7)]
     message = (r"7 of 10 image files are missing .*gone0.png, gone1.png, gone2.png, gone3.png, gone4.png "
-               r"\.\.\.\); pass --skip-missing")
+               r"\.\.\.\); pass `skip_missing`")
     with pytest.raises(CxrAgeError, match=message):
         check_images(select(_csv(folder, names)), False, False, progress=False)
     selection = check_images(select(_csv(folder, names)), True, False, progress=False)

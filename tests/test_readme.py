@@ -1,6 +1,6 @@
-"""The README's Python examples run as written, in order and in one namespace like a notebook, from a folder
-that holds the repository's `data/` and `tests/` (the dataset fixtures) as the README's relative paths expect;
-so the documented API cannot drift from the code."""
+"""The Python examples of the README and then of the Python API page run as written, in order and in one
+namespace like a notebook, from a folder that holds the repository's `data/` and `tests/` (the dataset
+fixtures) as their relative paths expect; so the documented API cannot drift from the code."""
 
 import re
 import subprocess
@@ -16,7 +16,8 @@ def python_blocks(text: str) -> list[str]:
 
 @pytest.mark.readme
 def test_the_readmes_python_examples_run(tmp_path):
-    blocks = python_blocks((ROOT / "README.md").read_text())
+    blocks = [block for page in (ROOT / "README.md", ROOT / "docs" / "python-api.md")
+              for block in python_blocks(page.read_text())]
     assert len(blocks) >= 2
     for folder in ("data", "tests"):
         (tmp_path / folder).symlink_to(ROOT / folder)
@@ -31,3 +32,4 @@ def test_the_readmes_python_examples_run(tmp_path):
     assert "predicted_age" in result.stdout
     assert (tmp_path / "saliency.png").stat().st_size > 5_000
     assert "chexpert {'': 320" in result.stdout
+    assert "regress 32 48 test images" in result.stdout  # the Run object reads what training wrote

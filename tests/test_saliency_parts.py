@@ -169,7 +169,7 @@ def test_scorecam_scores_the_regressor_by_its_age():
 
 
 @pytest.mark.parametrize("method, layer, fragment", [
-    ("saliency", "relu", "--layer applies to the CAM methods"),
+    ("saliency", "relu", "`layer` applies to the CAM methods"),
     ("deconvnet", None, "unknown method"),
 ])
 def test_bad_map_settings(method, layer, fragment):
