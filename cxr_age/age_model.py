@@ -39,7 +39,7 @@ class AgeModel:
 
     Examples:
         >>> model = cxr_age.AgeModel.load("runs/regress-demo-1a2b3c4d")
-        >>> model.task, model.image_size
+        >>> model.task.name, model.image_size
         ('regress', 128)
         >>> model.predict("data/sample/images/00000075_000.png")["predicted_age"]
         >>> maps = model.saliency(["a.png", "b.png"], method="gradcam")

@@ -179,7 +179,7 @@ class Run:
         if not self.split_file(split).is_file():
             raise CxrAgeError(f"{self} has no {split}.csv")
         frame = self.split(split)
-        missing = ~frame["path"].map(os.path.isfile)
+        missing = ~frame["path"].map(os.path.isfile)  # io.image_check's test, without its TensorFlow import
         if missing.any():
             raise CxrAgeError(f"{int(missing.sum())} images of {self.split_file(split)} are missing (first: "
                               f"{frame['path'][missing].iloc[0]})")
@@ -306,8 +306,11 @@ class Run:
         write_text(to_toml(experiment), self.file(self.CONFIG))
 
     def write_table(self, frame: pd.DataFrame, name: str) -> Path:
-        """A table of the run (`Run.SKIPPED`, `Run.REMOVED`, a split's file name, ...)."""
+        """A table of the run (`Run.SKIPPED`, `Run.REMOVED`)."""
         return write_csv(frame, self.file(name))
+
+    def write_split(self, split: str, frame: pd.DataFrame) -> Path:
+        return write_csv(frame, self.split_file(split))
 
     def write_predictions(self, split: str, frame: pd.DataFrame) -> None:
         write_csv(frame, self.predictions_file(split))

@@ -5,22 +5,44 @@ import are in `helpers.py`."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import no_network
 import pytest
-from helpers import NETWORK_LOG, NIH_2017, KilledAndResumed, kill_after_first_epoch, run_cli, write_bar_images
+from helpers import NETWORK_LOG, NIH_2017, BackgroundCommand, CommandRun, small_classifier, write_bar_images
+
+# The shared classifier's training, started in its own process as soon as the tests are collected: its
+# start-up and the trace of its training step (mostly one core) then overlap the phantom regressor's
+# training in this process instead of following it.
+_CLASSIFIER: dict[str, tuple[BackgroundCommand, Path, Path]] = {}
 
 
+def _start_classifier() -> tuple[BackgroundCommand, Path, Path]:
+    root = Path(tempfile.mkdtemp(prefix="cxr-age-classify-"))
+    csv = write_bar_images(root / "images", 40)
+    return BackgroundCommand(small_classifier(csv, root / "run"), root), csv, root / "run"
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Skip the `shared` tests, saying why, in a clone without the project's read-only NIH folder."""
-    if NIH_2017.is_file():
-        return
-    skip = pytest.mark.skip(reason=f"needs the whole NIH 2017 release at {NIH_2017} (the project's machines "
-                                   "and CI have it; a user's clone does not)")
-    for item in items:
-        if "shared" in item.keywords:
-            item.add_marker(skip)
+    """Skip the `shared` tests, saying why, in a clone without the project's read-only NIH folder; start the
+    shared classifier's training if a selected test needs it."""
+    if not NIH_2017.is_file():
+        skip = pytest.mark.skip(reason=f"needs the whole NIH 2017 release at {NIH_2017} (the project's "
+                                       "machines and CI have it; a user's clone does not)")
+        for item in items:
+            if "shared" in item.keywords:
+                item.add_marker(skip)
+    if any("classify_run" in item.fixturenames for item in items) and not config.option.collectonly:
+        _CLASSIFIER["run"] = _start_classifier()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for command, _, run_dir in _CLASSIFIER.values():
+        command.stop()
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,17 +76,15 @@ def write_csv(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
-def classify_run(tmp_path_factory) -> KilledAndResumed:
-    """One small classifier run made by the command line (DenseNet121, 64 px, 40 bar images, 2 epochs) the
-    hard way: killed after its first epoch and resumed by the same command. Shared by the resumption test and
-    the tests of the commands that read runs."""
-    root = tmp_path_factory.mktemp("classify")
-    csv = write_bar_images(root / "images", 40)
-    run_dir = root / "run"
-    args = ["train", "classify", "--csv", str(csv), "--backbone", "densenet121", "--image-size", "64",
-            "--epochs", "2", "--batch-size", "8", "--out", str(run_dir)]
-    status, epochs = kill_after_first_epoch(args, run_dir / "history.csv")
-    return KilledAndResumed(run_dir, csv, run_cli(*args), status, epochs)
+def classify_run() -> CommandRun:
+    """One small classifier run made by the command line (DenseNet121, 64 px, 40 bar images, 2 epochs),
+    shared by the tests of the commands that read runs; started when the tests were collected. (Killing and
+    resuming such a run is a `long` test: the killed process traces the training step again, about 50 s on
+    2 cores.)"""
+    if "run" not in _CLASSIFIER:
+        _CLASSIFIER["run"] = _start_classifier()
+    command, csv, run_dir = _CLASSIFIER["run"]
+    return CommandRun(run_dir, csv, command.result())
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,28 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cxr_age", *args], capture_output=True, text=True, cwd=cwd,
                           env=guarded_environment(), timeout=300)
 
+
+class BackgroundCommand:
+    """`python -m cxr_age ARGS` started now in a process of its own, its output kept in files, so that it
+    runs while other tests do; `result()` waits for it."""
+
+    def __init__(self, args: list[str], folder: Path) -> None:
+        self.args = args
+        self.stdout, self.stderr = folder / "stdout.txt", folder / "stderr.txt"
+        with open(self.stdout, "w") as out, open(self.stderr, "w") as err:
+            self.process = subprocess.Popen([sys.executable, "-m", "cxr_age", *args], stdin=subprocess.DEVNULL,
+                                            stdout=out, stderr=err, env=guarded_environment())
+
+    def result(self, timeout: float = 600) -> subprocess.CompletedProcess:
+        code = self.process.wait(timeout=timeout)
+        return subprocess.CompletedProcess(self.args, code, self.stdout.read_text(), self.stderr.read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 def call_cli(main, *args: str, capsys) -> subprocess.CompletedProcess:
     """Call a command's `main` in this process (no TensorFlow start-up per call), as a finished process."""
     try:
@@ -85,15 +107,18 @@ def write_bar_images(folder: Path, n: int, seed: int = 0, size: int = 64) -> Pat
     return folder.parent / "labels.csv"
 
 
-class KilledAndResumed(NamedTuple):
-    """A run trained by the command line, killed with SIGKILL once its first epoch was logged, then
-    finished by running the same command again."""
+class CommandRun(NamedTuple):
+    """A run trained by the command line: its folder, the table it read, and the command's result."""
 
     run_dir: Path
     csv: Path
     result: subprocess.CompletedProcess
-    kill_status: int
-    epochs_when_killed: list[int]
+
+
+def small_classifier(csv: Path, out: Path) -> list[str]:
+    """`cxr-age-train classify` of a small run: DenseNet121, 64 px, 2 epochs of batches of 8."""
+    return ["train", "classify", "--csv", str(csv), "--backbone", "densenet121", "--image-size", "64",
+            "--epochs", "2", "--batch-size", "8", "--out", str(out)]
 
 
 def kill_after_first_epoch(args: list[str], history: Path, limit: float = 280) -> tuple[int, list[int]]:

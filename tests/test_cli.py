@@ -10,7 +10,7 @@ import pytest
 from helpers import NIH_2017, NIH_2017_ROWS, assert_one_line_error, call_cli, run_cli
 from test_metadata import PAPER_GROUP_COUNTS
 
-from cxr_age.cli import data, evaluate
+from cxr_age.cli import data, evaluate, train
 from cxr_age.paths import sample_image_dir
 
 
@@ -136,7 +136,7 @@ def test_module_entry_point_lists_commands():
     assert result.returncode == 2 and "data,train,evaluate,saliency" in result.stderr
 
 
-def test_train_classify_then_evaluate(classify_run):
+def test_train_classify_then_evaluate(classify_run, capsys):
     run_dir, csv, result = classify_run.run_dir, classify_run.csv, classify_run.result
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[0].startswith(f"cxr-age-train classify: using csv table {csv} (detected")
@@ -147,11 +147,12 @@ def test_train_classify_then_evaluate(classify_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["splits"]["test"]["per_group"]) >= {"0-10", "80-90"}
     assert "[train]" in (run_dir / "config.toml").read_text()
-    again = run_cli("evaluate", str(run_dir), "--split", "test", "--coverage", "0.8")
+    again = call_cli(evaluate.main, str(run_dir), "--split", "test", "--coverage", "0.8", capsys=capsys)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "macro_auc" in again.stdout and "val:" not in again.stdout
     assert "80% prediction sets cover" in again.stdout  # calibrated on the saved val predictions
-    assert_one_line_error(run_cli("train", "classify", "--csv", str(csv), "--out", str(run_dir)), "already exists")
+    assert_one_line_error(call_cli(train.main, "classify", "--csv", str(csv), "--out", str(run_dir), capsys=capsys),
+                          "already exists")
 
 
 def test_evaluate_needs_a_run(tmp_path, capsys):

@@ -25,11 +25,11 @@ def _groups(run_dir, split):
     return pd.read_csv(run_dir / f"{split}.csv")["group"]
 
 
-def test_one_group_writes_overlay_npy_and_json(run_dir, tmp_path):
+def test_one_group_writes_overlay_npy_and_json(run_dir, tmp_path, capsys):
     group = GROUP_LABELS[_groups(run_dir, "train").mode()[0]]
     out = tmp_path / "one"
-    result = run_cli("saliency", "--run", str(run_dir), "--group", group, "--split", "train", "--out", str(out),
-                     "--no-progress")
+    result = call_cli(main, "--run", str(run_dir), "--group", group, "--split", "train", "--out", str(out),
+                      "--no-progress", capsys=capsys)
     assert result.returncode == 0, result.stderr[-2000:]
     settings = json.loads((out / "settings.json").read_text())
     counts = settings["groups"][group]
@@ -45,8 +45,8 @@ def test_one_group_writes_overlay_npy_and_json(run_dir, tmp_path):
     assert shares.sum() == pytest.approx(1.0)
     assert f"{group}: {counts['all']} images" in result.stdout
     assert "heart" in result.stdout and f"wrote {out}" in result.stdout
-    assert_one_line_error(run_cli("saliency", "--run", str(run_dir), "--group", group, "--split", "train",
-                                  "--out", str(out)), "already exists")
+    assert_one_line_error(call_cli(main, "--run", str(run_dir), "--group", group, "--split", "train",
+                                   "--out", str(out), capsys=capsys), "already exists")
 
 
 @pytest.mark.long

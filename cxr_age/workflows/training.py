@@ -103,7 +103,7 @@ def prepare_data(config: Experiment, run: Run | str | os.PathLike, selection: Se
     for name, part in parts.items():
         if part.empty:
             raise CxrAgeError(f"the {name} split is empty: {len(frame)} images are too few to split by patient")
-        run.write_table(part, run.split_file(name).name)
+        run.write_split(name, part)
     return selection, parts, store
 
 
