@@ -1,22 +1,25 @@
-"""A finished run as one object: its settings, test metrics and best model. It owns its preprocessing (as
-keras-hub's Task objects do): files and arrays become exactly what training fed the network, and its
-outputs come back as ages in years or age-group probabilities. Saliency maps come from tf-keras-vis, the
-successor of the keras-vis the paper used (Karargyris et al., SPIE 2019)."""
+"""A trained model as one object, from a run folder, an exported bundle or a bundle's URL: its settings, test
+metrics and network. It owns its preprocessing (as keras-hub's Task objects do): files and arrays become
+exactly what training fed the network, and its outputs come back as ages in years or age-group
+probabilities. It computes in Keras or, from a bundle with its ONNX network, in ONNX Runtime without
+TensorFlow (`cxr_age.engines`). Saliency maps come from tf-keras-vis, the successor of the keras-vis the
+paper used (Karargyris et al., SPIE 2019)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-import keras
 import numpy as np
 import pandas as pd
 
+from cxr_age.bundle.bundle import open_model
 from cxr_age.config import Experiment
+from cxr_age.engines import KerasEngine, OnnxEngine, load_engine
 from cxr_age.errors import CxrAgeError
-from cxr_age.io.decode import image_from_array
-from cxr_age.io.reader import read_batches
+from cxr_age.io.batches import ReadBatch
 from cxr_age.run import Run
 from cxr_age.tasks import Task
 
@@ -35,7 +38,7 @@ def _items(images: Images) -> list[str | Path | np.ndarray]:
 
 
 class AgeModel:
-    """A trained age regressor or age-group classifier, loaded from its run folder.
+    """A trained age regressor or age-group classifier, from its run folder or bundle.
 
     Examples:
         >>> model = cxr_age.AgeModel.load("runs/regress-demo-1a2b3c4d")
@@ -43,21 +46,36 @@ class AgeModel:
         ('regress', 128)
         >>> model.predict("data/sample/images/00000075_000.png")["predicted_age"]
         >>> maps = model.saliency(["a.png", "b.png"], method="gradcam")
+        >>> shared = cxr_age.AgeModel.load("https://example.org/regress.zip", sha256="9f2c...", engine="onnx")
     """
 
-    def __init__(self, run: Run | str | os.PathLike, experiment: Experiment, network: keras.Model) -> None:
+    def __init__(self, run: Run | str | os.PathLike, experiment: Experiment,
+                 network: Any | KerasEngine | OnnxEngine) -> None:
         self.run = Run.of(run)
         self.experiment = experiment
-        self.network = network
+        self.engine = network if isinstance(network, (KerasEngine, OnnxEngine)) else KerasEngine(network)
         self._visualisers: dict[str, object] = {}
         self.uncertainty = self.run.uncertainty(self.task)
 
     @classmethod
-    def load(cls, run: Run | str | os.PathLike) -> AgeModel:
-        """The best model of a finished run, in Keras safe mode (a model file carrying Python code is
-        refused), after checking the run's split files."""
-        run = Run.open(run)
-        return cls(run, run.experiment, run.network())
+    def load(cls, source: Run | str | os.PathLike, sha256: str | None = None, engine: str = "keras") -> AgeModel:
+        """The model of a finished run, of an exported bundle, or of a bundle's URL (downloaded once into
+        the cache and checked; `cxr_age.bundle.fetch`), loaded in Keras safe mode (a model file carrying
+        Python code is refused) or in ONNX Runtime.
+
+        Args:
+            source: a run folder, a bundle folder, or an `https://`, `http://` or `file://` URL of a zipped
+                or tarred bundle.
+            sha256: the expected SHA-256 of the URL's archive, or of a bundle folder's `manifest.json`.
+            engine: `keras`, or `onnx` (a bundle exported with its ONNX network; no TensorFlow).
+        """
+        run = open_model(source, sha256)
+        return cls(run, run.experiment, load_engine(run, engine))
+
+    @property
+    def network(self) -> Any:
+        """The Keras model, or the ONNX Runtime session of the `onnx` engine."""
+        return self.engine.network
 
     @property
     def task(self) -> Task:
@@ -87,7 +105,7 @@ class AgeModel:
         if not items:
             raise CxrAgeError("no images given")
         inputs: list[np.ndarray | None] = [None if isinstance(item, (str, Path)) else
-                                           image_from_array(item, self.image_size) for item in items]
+                                           self.engine.from_array(item, self.image_size) for item in items]
         positions = [i for i, item in enumerate(inputs) if item is None]
         files = [Path(items[i]) for i in positions]
         for indices, images in self._read(files, max(len(files), 1)):
@@ -95,9 +113,15 @@ class AgeModel:
                 inputs[positions[index]] = image
         return np.stack(inputs)
 
+    def read_batches(self, files: Sequence[Path], batch_size: int, any_dicom: bool = False,
+                     threads: int | None = None) -> Iterator[ReadBatch]:
+        """Files as the network's input, in batches read in parallel a batch ahead by the engine's decoder;
+        each batch names the files it could not read."""
+        return self.engine.read_batches(files, self.image_size, batch_size, any_dicom, threads)
+
     def _read(self, files: list[Path], batch_size: int) -> Iterator[tuple[list[int], np.ndarray]]:
         """Batches of files read through one parallel pipeline; the first unreadable file is an error."""
-        for read in read_batches(files, self.image_size, batch_size):
+        for read in self.read_batches(files, batch_size):
             if read.skipped:
                 index, reason = read.skipped[0]
                 raise CxrAgeError(f"{files[index]}: {reason}")
@@ -111,12 +135,8 @@ class AgeModel:
             yield from (self.preprocess(items[start:start + batch_size]) for start in range(0, len(items), batch_size))
 
     def outputs(self, inputs: np.ndarray, compiled: bool = False) -> np.ndarray:
-        """The network's outputs for a preprocessed batch: eagerly (no graph trace for a handful), or
-        `compiled` as a traced graph (four times the throughput of eager calls for a DenseNet on a CPU, once
-        the trace is paid)."""
-        if compiled:
-            return np.asarray(self.network.predict_on_batch(inputs))
-        return np.asarray(self.network(inputs, training=False))
+        """The network's outputs for a preprocessed batch (Keras: eagerly, or `compiled` as a traced graph)."""
+        return self.engine.outputs(inputs, compiled)
 
     def columns(self, outputs: np.ndarray, coverage: float | None = None) -> pd.DataFrame:
         """The network's outputs as predictions, with how sure the model is where the run was calibrated."""
@@ -154,6 +174,8 @@ class AgeModel:
             group: classifier only: the age group whose score is explained (`"70-80"` or its index); by
                 default each image's predicted group. A regressor's maps explain its age output.
         """
+        if not isinstance(self.engine, KerasEngine):
+            raise CxrAgeError("saliency maps need the keras engine (tf-keras-vis differentiates the Keras network)")
         from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 
         inputs = self.preprocess(images)

@@ -294,7 +294,7 @@ class Run:
         roles = {"config": self.CONFIG, "model": self.MODEL, "metrics": self.METRICS, "history": self.HISTORY,
                  "conformal": self.CONFORMAL, "calibration": self.CALIBRATION,
                  **{f"split_{split}": self.split_file(split).name for split in SPLITS}}
-        return {"format": MANIFEST_FORMAT, "cxr_age": __version__, "task": experiment.train.task,
+        return {"kind": "cxr-age run", "format": MANIFEST_FORMAT, "cxr_age": __version__, "task": experiment.train.task,
                 "experiment": experiment.name, "demo": experiment.train.demo,
                 "files": {role: name for role, name in roles.items() if self.file(name).exists()}}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sys
 
-from cxr_age.cli import data, evaluate, predict, report, saliency, train
+from cxr_age.cli import data, evaluate, export, predict, report, saliency, train
 
 COMMANDS = {"data": data.main, "train": train.main, "evaluate": evaluate.main, "saliency": saliency.main,
-            "predict": predict.main, "report": report.main}
+            "predict": predict.main, "report": report.main, "export": export.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from cxr_age.bundle.fetch import is_url
 from cxr_age.cli.base import Parser, flag_words, run
 from cxr_age.cli.options import coverage_level, positive_int, run_or_latest
 from cxr_age.config import DEMO_NOTICE
+from cxr_age.engines import ENGINES
 from cxr_age.errors import CxrAgeError
 from cxr_age.run import RUNS_ROOT, Run
 from cxr_age.tasks import CLASSIFY, REGRESS, Task
@@ -37,10 +39,18 @@ def build_parser() -> Parser:
                     "into any output.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
-    parser.add_argument("--run", metavar="RUN",
-                        help=f"a regress run from cxr-age-train (default: the newest finished one under {RUNS_ROOT}/)")
-    parser.add_argument("--classify-run", metavar="RUN", help="also give each age group's probability from this "
-                                                               "classify run")
+    parser.add_argument("--run", "--model", dest="run", metavar="RUN|BUNDLE|URL",
+                        help="a regress run from cxr-age-train, a bundle from cxr-age-export, or a bundle's URL "
+                             f"(default: the newest finished run under {RUNS_ROOT}/)")
+    parser.add_argument("--classify-run", "--classify-model", dest="classify_run", metavar="RUN|BUNDLE|URL",
+                        help="also give each age group's probability from this classify run or bundle")
+    parser.add_argument("--sha256", metavar="HEX",
+                        help="the expected SHA-256 of --model's archive (a URL) or of its bundle's manifest.json: "
+                             "anything else is refused before it is loaded")
+    parser.add_argument("--classify-sha256", metavar="HEX", help="the same for --classify-model")
+    parser.add_argument("--engine", choices=ENGINES, default="keras",
+                        help="keras (default), or onnx: a bundle's model.onnx in ONNX Runtime, decoded in NumPy and "
+                             "OpenCV, without TensorFlow (no --saliency)")
     parser.add_argument("--saliency", action="store_true",
                         help="write a saliency overlay PNG per image (the regressor's vanilla gradients)")
     parser.add_argument("--overlay-dir", metavar="DIR",
@@ -117,20 +127,27 @@ def _print_rows(rows: list[dict]) -> None:
         print(_text_line(row))
 
 
-def _load(run: Run, task: Task) -> AgeModel:
-    """The run's model, which must be of `task`."""
+def _load(source: Run | str, task: Task, sha256: str | None, engine: str) -> AgeModel:
+    """The model of a run, bundle or URL, which must be of `task`."""
     from cxr_age.age_model import AgeModel
 
-    model = AgeModel.load(run)
+    model = AgeModel.load(source, sha256, engine)
     if model.task is not task:
-        raise CxrAgeError(f"{run} is a {model.task} run, not {task}: pass it as {RUN_FLAGS[model.task]}")
+        raise CxrAgeError(f"{source} is a {model.task} run, not {task}: pass it as {RUN_FLAGS[model.task]}")
     return model
 
 
-def _settings(args: argparse.Namespace, regress_run: Path) -> dict:
+def _where(source: Run | str | None) -> str | None:
+    """A model's source as recorded with a folder's predictions: a URL as given, a folder resolved."""
+    if source is None or is_url(source):
+        return source
+    return str(Run.of(source).folder.resolve())
+
+
+def _settings(args: argparse.Namespace, regress_run: Run | str) -> dict:
     """What the predictions depend on: a resumed --csv run must have the same."""
-    return {"run": str(regress_run.resolve()),
-            "classify_run": str(Path(args.classify_run).resolve()) if args.classify_run else None,
+    engine = {"engine": args.engine} if args.engine != "keras" else {}  # files of earlier versions resume
+    return {"run": _where(regress_run), "classify_run": _where(args.classify_run), **engine,
             "coverage": args.coverage, "age_from_header": args.age_from_header, "any_dicom": args.any_dicom}
 
 
@@ -153,13 +170,16 @@ def _in_flags(skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    regress_run = run_or_latest(args.run, REGRESS)
+    regress_run = args.run if args.run and is_url(args.run) else run_or_latest(args.run, REGRESS)
+    if args.saliency and args.engine != "keras":
+        raise CxrAgeError("--saliency needs --engine keras (tf-keras-vis differentiates the Keras network)")
     from cxr_age.workflows.prediction import Predicting, Reading, predict_paths
     from cxr_age.workflows.prediction_log import PredictionLog
 
-    log = PredictionLog.open(Path(args.csv), _settings(args, regress_run.folder)) if args.csv else None
-    regressor = _load(regress_run, REGRESS)
-    classifier = _load(Run(args.classify_run), CLASSIFY) if args.classify_run else None
+    log = PredictionLog.open(Path(args.csv), _settings(args, regress_run)) if args.csv else None
+    regressor = _load(regress_run, REGRESS, args.sha256, args.engine)
+    classifier = (_load(args.classify_run, CLASSIFY, args.classify_sha256, args.engine) if args.classify_run
+                  else None)
     summaries = {"regressor": model_summary(regressor),
                  "classifier": model_summary(classifier) if classifier else None}
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print

@@ -10,25 +10,15 @@ that come out; its reason comes from reading it once more on its own, so every s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.batches import ReadBatch
 from cxr_age.io.decode import AUTOTUNE, load_image, read_image, resize_square
 from cxr_age.io.dicom import is_dicom, read_dicom
-
-
-@dataclass
-class ReadBatch:
-    """The images read from one stretch of the file list, their positions in it, and the files of that stretch
-    that could not be read, with why."""
-
-    indices: list[int]
-    images: np.ndarray
-    skipped: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _dicom_pixels(path: bytes, any_dicom: bool) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Predict the age of a folder of studies with saved runs: find the image files, read each one exactly as
 training read its images (`AgeModel.preprocess`), and run the regressor and, optionally, the age-group
 classifier. A file that fails, for whatever reason, is skipped with that reason and never ends the run.
-Files are read in parallel through the training pipeline's `tf.data` path (`cxr_age.io.reader`).
+Files are read in parallel by the model's engine: the training pipeline's `tf.data` path
+(`cxr_age.io.reader`), or its NumPy and OpenCV twin for the ONNX engine (`cxr_age.io.plain_images`).
 Optionally the age a DICOM header records is set beside the prediction, with the gap. Only the path the user
 gave identifies an image in the results."""
 
@@ -18,7 +19,6 @@ from tqdm import tqdm
 from cxr_age.age_model import AgeModel
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.dicom import header_age, is_dicom, read_header
-from cxr_age.io.reader import read_batches
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -101,7 +101,7 @@ def _classifier_inputs(kept: list[Path], images: np.ndarray, regressor: AgeModel
     """The classifier's inputs: the regressor's batch, or the same files read again at the classifier's size."""
     if classifier.image_size == regressor.image_size:
         return images
-    again = list(read_batches(kept, classifier.image_size, len(kept), reading.any_dicom, reading.threads))
+    again = list(classifier.read_batches(kept, len(kept), reading.any_dicom, reading.threads))
     if any(batch.skipped for batch in again):
         index, reason = next(skip for batch in again for skip in batch.skipped)
         raise CxrAgeError(f"{kept[index]}: changed while being read: {reason}")
@@ -133,7 +133,7 @@ def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeM
     compiled = len(files) > how.batch_size
     reading = how.reading
     with tqdm(total=len(files), desc="predicting", unit="img", disable=None if how.progress else True) as bar:
-        for read in read_batches(files, regressor.image_size, how.batch_size, reading.any_dicom, reading.threads):
+        for read in regressor.read_batches(files, how.batch_size, reading.any_dicom, reading.threads):
             kept = [files[i] for i in read.indices]
             rows = _rows(kept, read.images, (regressor, classifier), how, compiled) if kept else []
             bar.update(len(read.indices) + len(read.skipped))
@@ -165,6 +165,9 @@ def predict_paths(names: Sequence[str], regressor: AgeModel, classifier: AgeMode
     todo = [path for path in inputs.files if str(path) not in done]
     overlays = None
     if how.overlay_dir is not None:
+        if regressor.engine.name != "keras":
+            raise CxrAgeError("saliency overlays need the keras engine (tf-keras-vis differentiates the Keras "
+                              "network)")
         from cxr_age.saliency.overlay import StudyOverlays  # tf-keras-vis is loaded only for overlays
 
         overlays = StudyOverlays(regressor.network, how.overlay_dir, regressor.demo)
