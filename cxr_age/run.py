@@ -32,7 +32,7 @@ from cxr_age.io.files import claim_folder, folder_lock, new_folder, write_csv, w
 from cxr_age.io.splits import SPLITS, check_disjoint
 from cxr_age.stats.calibration import Calibration
 from cxr_age.stats.conformal import AgeIntervals
-from cxr_age.tasks import Task
+from cxr_age.tasks import Baseline, Task
 
 if TYPE_CHECKING:
     import keras
@@ -261,6 +261,10 @@ class Run:
         kind = (task or self.task).uncertainty_type
         path = self.file(self.CONFORMAL if kind is AgeIntervals else self.CALIBRATION)
         return kind.load(path) if path.is_file() else None
+
+    def baseline(self) -> Baseline:
+        """The trivial predictions fitted on the training split (median age, majority group)."""
+        return Baseline.of(self.split("train"))
 
     def trained_on(self) -> str:
         """The dataset(s) the run was trained on, from its training split (`csv` for runs made before

@@ -10,16 +10,18 @@ import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import FULL_SIZE, assert_one_line_error, call_cli, guarded_environment
+from test_external import write_chexpert_phantoms
 
 import cxr_age
 from cxr_age.bundle.export import archive_bundle, export_bundle
 from cxr_age.bundle.manifest import MANIFEST, sha256_of
-from cxr_age.cli import export, predict
+from cxr_age.cli import evaluate, export, predict, report
 from cxr_age.io.ages import GROUP_LABELS
 from cxr_age.paths import sample_image_dir
 
@@ -29,10 +31,6 @@ REAL_IMAGES = [*sorted(sample_image_dir().glob("*.png"))[:6], FULL_SIZE / "00000
 @pytest.fixture(scope="module")
 def bundle(phantom_run, tmp_path_factory):
     return export_bundle(phantom_run[0], tmp_path_factory.mktemp("bundle") / "regress", onnx=True)
-
-
-def _text_of(path):
-    return path.read_bytes().decode("latin-1")
 
 
 def test_the_bundle_holds_its_card_and_no_patient_data(bundle, phantom_run):
@@ -52,11 +50,13 @@ def test_the_bundle_holds_its_card_and_no_patient_data(bundle, phantom_run):
     assert "## Intended use" in markdown and "not a diagnostic device" in markdown
     assert "## Training data" in markdown and "95% CI" in markdown and "By true age group" in markdown
     splits = pd.concat([pd.read_csv(run_dir / f"{s}.csv", dtype=str) for s in ("train", "val", "test")])
-    everything = "".join(_text_of(path) for path in bundle.iterdir())
-    assert not [image for image in splits["image"] if image in everything]
-    texts = "".join(path.read_text() for path in bundle.iterdir() if path.suffix in (".json", ".md", ".toml"))
-    assert not [patient for patient in splits["patient_id"] if re.search(rf"\b{patient}\b", texts)]
-    assert str(run_dir.parent) not in everything  # no local path of the training data
+    with zipfile.ZipFile(bundle / "model.keras") as network:  # the network's own JSON: its names and settings
+        texts = [network.read(name).decode() for name in network.namelist() if name.endswith(".json")]
+    texts += [path.read_text() for path in bundle.iterdir() if path.suffix in (".json", ".md", ".toml")]
+    text = "\n".join(texts)
+    assert not [image for image in splits["image"] if image in text]
+    assert not [patient for patient in splits["patient_id"] if re.search(rf"\b{patient}\b", text)]
+    assert str(run_dir.parent) not in text  # no local path of the training data
 
 
 def test_a_bundle_loads_by_path_and_predicts_as_its_run(bundle, phantom_run):
@@ -140,6 +140,24 @@ def test_export_and_predict_by_command(phantom_run, tmp_path, capsys):
     assert_one_line_error(no_onnx, "holds no model.onnx")
     assert_one_line_error(call_cli(export.main, str(phantom_run[0]), "--out", str(out), capsys=capsys),
                           "already exists")
+
+
+def test_a_bundle_is_validated_on_another_dataset_and_reported(bundle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table = write_chexpert_phantoms(tmp_path)
+    result = call_cli(evaluate.main, str(bundle), "--csv", str(table), capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    (folder,) = (tmp_path / "runs" / "external").glob("chexpert-*")  # never inside the bundle
+    assert not (bundle / "external").exists()
+    external = json.loads((folder / "metrics.json").read_text())
+    mae = external["splits"]["external"]["model"]["mae"]
+    assert mae["value"] < external["splits"]["external"]["baseline"]["mae"]
+    assert 0 <= external["uncertainty"]["coverage"]["value"] <= 1  # the intervals as fitted on the run's val
+    assert_one_line_error(call_cli(evaluate.main, str(bundle), capsys=capsys), "is a bundle", "--csv")
+    result = call_cli(report.main, str(bundle), capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / f"report-{bundle.name}.html").read_text()
+    assert "Model card" in page and "not a diagnostic device" in page
 
 
 @pytest.mark.long

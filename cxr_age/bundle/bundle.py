@@ -13,6 +13,7 @@ from cxr_age.bundle.fetch import fetch, is_url
 from cxr_age.bundle.manifest import MANIFEST, is_bundle, verify
 from cxr_age.errors import CxrAgeError
 from cxr_age.run import Run
+from cxr_age.tasks import Baseline
 
 ONNX = "model.onnx"
 PREPROCESSING = "preprocessing.json"
@@ -36,6 +37,13 @@ class Bundle(Run):
     def saved_splits(self) -> None:
         """A bundle holds no split: that is patient-level data."""
         return None
+
+    def baseline(self) -> Baseline:
+        """The trivial predictions fitted on the run's training split, as the bundle recorded them."""
+        return Baseline(**self.metrics()["training_baseline"])
+
+    def trained_on(self) -> str:
+        return self.card()["training_data"]["datasets"]
 
     def card(self) -> dict:
         """The machine-readable model card."""

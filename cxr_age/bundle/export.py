@@ -49,7 +49,7 @@ def _bundle_metrics(run: Run, metrics: dict) -> tuple[dict, list[dict]]:
                  "uncertainty": result.get("uncertainty")} for _, result in run.external_runs()]
     kept = {"experiment": metrics["experiment"], "task": metrics["task"], "demo": metrics["demo"],
             "splits": {"test": metrics["splits"]["test"]}, "uncertainty": metrics.get("uncertainty"),
-            "external": external}
+            "external": external, "training_baseline": vars(run.baseline())}
     return kept, external
 
 

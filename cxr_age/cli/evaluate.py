@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
+from cxr_age.bundle.bundle import open_model
+from cxr_age.bundle.fetch import is_url
+from cxr_age.bundle.manifest import is_bundle
 from cxr_age.cli.base import Parser, flag_words, run
 from cxr_age.cli.options import coverage_level
 from cxr_age.errors import CxrAgeError
@@ -20,7 +24,8 @@ def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Predict a saved run's images with its best model (loaded in Keras "
                                            "safe mode) and rewrite its predictions, metrics.json and figures; with "
                                            "--csv, evaluate the model on another dataset (external validation).")
-    parser.add_argument("run", metavar="RUN", help="a run directory written by cxr-age-train")
+    parser.add_argument("run", metavar="RUN", help="a run directory written by cxr-age-train (with --csv, also a "
+                                                   "bundle from cxr-age-export or its URL)")
     parser.add_argument("--split", choices=("val", "test", "all"), default="all",
                         help="which split to evaluate (default: all = val and test)")
     parser.add_argument("--age-gap", action="store_true",
@@ -56,7 +61,7 @@ def _external(args: argparse.Namespace) -> None:
     options = ExternalOptions(args.patients, args.skip_missing, args.skip_unreadable, args.coverage)
     folder = evaluate_external(args.run, args.csv, args.image_dir, args.dataset, options)
     result = folder.metrics()
-    task = Run.open(args.run).task
+    task = open_model(args.run).task
     print(f"trained on {result['trained_on']}, tested on {result['tested_on']}")
     for line in summary_lines(result, task):
         print(line)
@@ -72,6 +77,9 @@ def _main(argv: Sequence[str] | None) -> None:
     from cxr_age.workflows.age_gap import analyse_age_gap
     from cxr_age.workflows.evaluation import evaluate, summary_lines
 
+    if is_url(args.run) or is_bundle(Path(args.run)):
+        raise CxrAgeError(f"{args.run} is a bundle: it holds no split of its own to evaluate; validate it on "
+                          "another dataset with --csv TABLE")
     evaluated = Run.open(args.run)
     task = evaluated.task
     if args.age_gap:

@@ -15,18 +15,22 @@ def _main(argv: Sequence[str] | None) -> None:
     parser = Parser(prog=PROG, description="Write one self-contained HTML report of a run (figures embedded, no "
                                            "scripts or links, opens offline): config, data counts, metrics beside "
                                            "the baseline and the paper, curves, ROC, saliency and age gap.")
-    parser.add_argument("run", metavar="RUN", help="a run directory written by cxr-age-train")
+    parser.add_argument("run", metavar="RUN", help="a run directory written by cxr-age-train, or a bundle from "
+                                                   "cxr-age-export (a folder or its URL)")
     parser.add_argument("--out", metavar="FILE",
                         help="where to write the page (default: RUN/report.html, replaced when the report is "
-                             "made again; a named FILE must not exist yet)")
+                             "made again; for a bundle, which is never written into, report-<bundle>.html here; "
+                             "a named FILE must not exist yet)")
     args = parser.parse_args(argv)
+    from cxr_age.bundle.bundle import Bundle, open_model
     from cxr_age.io.files import write_text
     from cxr_age.run import Run
     from cxr_age.workflows.report import build_report
 
-    reported = Run(args.run)
-    out = Path(args.out) if args.out else reported.file(Run.REPORT)
-    if args.out and out.exists():
+    reported = open_model(args.run)
+    bundle = isinstance(reported, Bundle)
+    out = Path(args.out or (f"report-{reported.name}.html" if bundle else reported.file(Run.REPORT)))
+    if (args.out or bundle) and out.exists():
         raise CxrAgeError(f"{out} already exists; choose another --out (nothing is overwritten)")
     page = build_report(reported)
     write_text(page, out)

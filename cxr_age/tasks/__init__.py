@@ -14,11 +14,11 @@ from __future__ import annotations
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.ages import N_GROUPS
 from cxr_age.nets.head import Head
-from cxr_age.tasks.base import Judging, Task
+from cxr_age.tasks.base import Baseline, Judging, Task
 from cxr_age.tasks.classification import Classification
 from cxr_age.tasks.regression import Regression
 
-__all__ = ["CLASSIFY", "LOSSES", "REGRESS", "TASKS", "TASK_NAMES", "Judging", "Task", "get_task"]
+__all__ = ["CLASSIFY", "LOSSES", "REGRESS", "TASKS", "TASK_NAMES", "Baseline", "Judging", "Task", "get_task"]
 
 REGRESS = Regression(
     name="regress", paper_backbone="densenet169", paper_config="regress_mse", losses=("mse", "r2"),

@@ -33,6 +33,19 @@ class Judging:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The trivial predictions a model must beat, fitted on its training split: the median age (the
+    regressor's baseline, and the classifier's expected-age baseline) and the majority age group."""
+
+    median_age: float
+    majority_group: int
+
+    @classmethod
+    def of(cls, train: pd.DataFrame) -> Baseline:
+        return cls(float(train["age"].median()), int(train["group"].mode()[0]))
+
+
+@dataclass(frozen=True)
 class Task:
     """One task: its name on the command line, the paper's backbone and experiment config, its losses (the
     first is the default), its output layer, the metric a summary leads with, and its figures."""
@@ -100,7 +113,7 @@ class Task:
         image's predicted group (from `outputs`); None for the regressor, whose maps explain its age."""
         raise NotImplementedError
 
-    def metrics(self, predictions: pd.DataFrame, train: pd.DataFrame, seed: int) -> dict:
+    def metrics(self, predictions: pd.DataFrame, baseline: Baseline, seed: int) -> dict:
         """Metrics of a split's predictions with patient-bootstrap intervals, beside the baseline fitted on
         the training split."""
         raise NotImplementedError
@@ -130,7 +143,7 @@ class Task:
         """How sure the model is, fitted on the validation predictions at `coverage`."""
         raise NotImplementedError
 
-    def judge_uncertainty(self, fitted: Any, train: pd.DataFrame, predictions: pd.DataFrame,
+    def judge_uncertainty(self, fitted: Any, baseline: Baseline, predictions: pd.DataFrame,
                           judging: Judging) -> tuple[pd.DataFrame, dict]:
         """`predictions` with their intervals or sets, and how well they keep their promise (each figure with
         a patient-bootstrap 95% interval); writes the task's uncertainty figure."""

@@ -15,7 +15,7 @@ from cxr_age.io.ages import GROUP_LABELS, N_GROUPS, NO_GROUP
 from cxr_age.stats.bootstrap import BOOTSTRAP_DRAWS, mean_interval, weighted_interval
 from cxr_age.stats.calibration import Calibration, expected_age, reliability, scale, weighted_ece
 from cxr_age.stats.metrics import classification_metrics
-from cxr_age.tasks.base import Judging, Task, interval_text
+from cxr_age.tasks.base import Baseline, Judging, Task, interval_text
 
 PAPER_CLASSIFY = "nine one-vs-rest ROC curves; the text gives no AUC values to compare with"
 
@@ -64,8 +64,8 @@ class Classification(Task):
             raise CxrAgeError(f"age group index {group} is outside 0..{N_GROUPS - 1}")
         return np.full(n, int(group))
 
-    def metrics(self, predictions: pd.DataFrame, train: pd.DataFrame, seed: int) -> dict:
-        return classification_metrics(predictions, int(train["group"].mode()[0]), seed)
+    def metrics(self, predictions: pd.DataFrame, baseline: Baseline, seed: int) -> dict:
+        return classification_metrics(predictions, baseline.majority_group, seed)
 
     def keras_loss(self, loss: str) -> Any:
         self.check_loss(loss)
@@ -94,7 +94,7 @@ class Classification(Task):
     def fit_uncertainty(self, val: pd.DataFrame, coverage: float, max_age: float) -> Calibration:
         return Calibration.fit(_probabilities(val), val["group"].to_numpy(int), coverage)
 
-    def judge_uncertainty(self, fitted: Calibration, train: pd.DataFrame, predictions: pd.DataFrame,
+    def judge_uncertainty(self, fitted: Calibration, baseline: Baseline, predictions: pd.DataFrame,
                           judging: Judging) -> tuple[pd.DataFrame, dict]:
         """ECE before and after scaling, set coverage and size, and the expected age's MAE beside the
         training median's, each with a patient-bootstrap 95% interval; writes the reliability diagram."""
@@ -117,7 +117,7 @@ class Classification(Task):
                      "coverage": mean_interval(patients, sets[np.arange(len(truth)), truth], seed, draws),
                      "mean_size": mean_interval(patients, sets.sum(axis=1), seed, draws)},
             "expected_age_mae": mean_interval(patients, np.abs(ages - true_age), seed, draws),
-            "median_baseline_mae": float(np.abs(true_age - float(train["age"].median())).mean()),
+            "median_baseline_mae": float(np.abs(true_age - baseline.median_age).mean()),
         }
         figures.reliability_diagram(reliability(raw, truth), reliability(scaled, truth), fitted.temperature,
                                     judging.folder / f"{self.uncertainty_figure[0]}_{judging.split}.png",

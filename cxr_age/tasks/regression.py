@@ -13,7 +13,7 @@ import pandas as pd
 from cxr_age.errors import CxrAgeError
 from cxr_age.stats.conformal import AgeIntervals
 from cxr_age.stats.metrics import interval_metrics, regression_metrics
-from cxr_age.tasks.base import Judging, Task, interval_text
+from cxr_age.tasks.base import Baseline, Judging, Task, interval_text
 
 # What the paper reports (../shared/PAPER.md), beside which a run's minimum validation loss is shown.
 PAPER_VALUES = {
@@ -53,8 +53,8 @@ class Regression(Task):
             raise CxrAgeError("`group` chooses a classifier's target; a regressor's maps explain its age")
         return None
 
-    def metrics(self, predictions: pd.DataFrame, train: pd.DataFrame, seed: int) -> dict:
-        return regression_metrics(predictions, float(train["age"].median()), seed)
+    def metrics(self, predictions: pd.DataFrame, baseline: Baseline, seed: int) -> dict:
+        return regression_metrics(predictions, baseline.median_age, seed)
 
     def keras_loss(self, loss: str) -> Any:
         from cxr_age.nets.losses import r2_loss
@@ -85,7 +85,7 @@ class Regression(Task):
     def fit_uncertainty(self, val: pd.DataFrame, coverage: float, max_age: float) -> AgeIntervals:
         return AgeIntervals.fit(val["predicted_age"], val["age"], coverage, max_age)
 
-    def judge_uncertainty(self, fitted: AgeIntervals, train: pd.DataFrame, predictions: pd.DataFrame,
+    def judge_uncertainty(self, fitted: AgeIntervals, baseline: Baseline, predictions: pd.DataFrame,
                           judging: Judging) -> tuple[pd.DataFrame, dict]:
         from cxr_age.viz import figures
 

@@ -46,7 +46,7 @@ def judge_uncertainty(run: Run, val: pd.DataFrame, predictions: pd.DataFrame, ju
     task = experiment.task
     fitted = task.fit_uncertainty(val, judging.coverage, experiment.data.max_age)
     (into or run).save_uncertainty(fitted)
-    return task.judge_uncertainty(fitted, run.split("train"), predictions, judging)
+    return task.judge_uncertainty(fitted, run.baseline(), predictions, judging)
 
 
 def evaluate(run: Run | str | os.PathLike, splits: Sequence[str] = ("val", "test"),
@@ -70,7 +70,7 @@ def evaluate(run: Run | str | os.PathLike, splits: Sequence[str] = ("val", "test
     experiment = run.experiment
     network = run.network()
     task = experiment.task
-    train = run.split("train")
+    baseline = run.baseline()
     seed, note = experiment.data.seed, experiment.note
     result = {"experiment": experiment.name, "task": task.name, "demo": experiment.train.demo, "splits": {}}
     predictions = {split: predict_split(network, run.split_images(split), experiment) for split in splits}
@@ -80,7 +80,7 @@ def evaluate(run: Run | str | os.PathLike, splits: Sequence[str] = ("val", "test
             run, val, predictions["test"], Judging(run.folder, "test", seed, note, coverage))
     for split, frame in predictions.items():
         run.write_predictions(split, frame)
-        metrics = task.metrics(frame, train, seed)
+        metrics = task.metrics(frame, baseline, seed)
         result["splits"][split] = metrics
         task.write_figures(frame, metrics, Judging(run.folder, split, seed, note, coverage))
     history = run.history()

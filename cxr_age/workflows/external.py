@@ -19,12 +19,14 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from cxr_age.bundle.bundle import Bundle, open_model
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.files import new_folder
 from cxr_age.io.image_check import check_images
 from cxr_age.io.selection import select
 from cxr_age.io.selection_report import log_selection
 from cxr_age.io.store import matching_store
-from cxr_age.run import Run
+from cxr_age.run import RUNS_ROOT, Run
 from cxr_age.stats.conformal import DEFAULT_COVERAGE
 from cxr_age.tasks import Judging
 from cxr_age.workflows.evaluation import judge_uncertainty, predict_split
@@ -54,6 +56,16 @@ def _validation(run: Run) -> pd.DataFrame:
     return val
 
 
+def _judge_with_the_bundles(bundle: Bundle, predictions: pd.DataFrame, judging: Judging,
+                            out: Run) -> tuple[pd.DataFrame, dict | None]:
+    """A bundle's intervals or calibration, as fitted on its run's validation split, judged on `predictions`."""
+    fitted = bundle.uncertainty()
+    if fitted is None:
+        return predictions, None
+    out.save_uncertainty(fitted)
+    return bundle.task.judge_uncertainty(fitted, bundle.baseline(), predictions, judging)
+
+
 def evaluate_external(run: Run | str | os.PathLike, csv: str | os.PathLike, image_dir: str | os.PathLike | None = None,
                       dataset: str | None = None, options: ExternalOptions = ExternalOptions()) -> Run:
     """Predict every eligible image of another dataset with a run's model and write the evaluation into
@@ -61,7 +73,9 @@ def evaluate_external(run: Run | str | os.PathLike, csv: str | os.PathLike, imag
     `predictions_external.csv`, figures, age gap).
 
     Args:
-        run: a finished, evaluated run (or its folder).
+        run: a finished, evaluated run (or its folder), or a bundle (a folder or URL), whose intervals or
+            calibration are used as fitted on its run's validation split (no age gap: a bundle holds no
+            validation predictions to fit its trend), and whose validation goes under `runs/external/`.
         csv: the other dataset's metadata table.
         image_dir: the folder its image paths are relative to (default: the dataset's usual place).
         dataset: its layout (default: detected from its columns).
@@ -71,10 +85,10 @@ def evaluate_external(run: Run | str | os.PathLike, csv: str | os.PathLike, imag
         >>> folder = cxr_age.evaluate_external("runs/regress-nih", "CheXpert-v1.0-small/valid.csv")
         >>> folder.metrics()["splits"]["external"]["model"]["mae"]
     """
-    run = Run.open(run)
+    run = open_model(run)
     experiment = run.experiment
     task = experiment.task
-    val = _validation(run)
+    val = None if isinstance(run, Bundle) else _validation(run)
     data = replace(experiment.data, csv=str(csv), image_dir=str(image_dir) if image_dir else None, dataset=dataset,
                    patients=options.patients, nih_lists=None, skip_missing=options.skip_missing,
                    skip_unreadable=options.skip_unreadable)
@@ -82,22 +96,27 @@ def evaluate_external(run: Run | str | os.PathLike, csv: str | os.PathLike, imag
     log_selection(selection, data, log)
     store = matching_store(selection.frame["path"], data.image_size)
     selection = check_images(selection, options.skip_missing, options.skip_unreadable, store=store)
-    out = Run(run.new_folder(Run.EXTERNAL, selection.dataset))
+    # A bundle (perhaps in the download cache) is not written into: its validations go under runs/external/.
+    out = Run(new_folder(None, selection.dataset, RUNS_ROOT / Run.EXTERNAL) if val is None else
+              run.new_folder(Run.EXTERNAL, selection.dataset))
     out.write_table(selection.removed, Run.REMOVED)
     out.write_table(selection.skipped, Run.SKIPPED)
     log.info("predicting %d images of %d patients into %s", len(selection.frame),
              selection.frame["patient_id"].nunique(), out)
     predictions = predict_split(run.network(), selection.frame, experiment)
     judging = Judging(out.folder, EXTERNAL, experiment.data.seed, experiment.note, options.coverage)
-    predictions, uncertainty = judge_uncertainty(run, val, predictions, judging, into=out)
+    if val is not None:
+        predictions, uncertainty = judge_uncertainty(run, val, predictions, judging, into=out)
+    else:
+        predictions, uncertainty = _judge_with_the_bundles(run, predictions, judging, out)
     out.write_predictions(EXTERNAL, predictions)
-    metrics = task.metrics(predictions, run.split("train"), experiment.data.seed)
+    metrics = task.metrics(predictions, run.baseline(), experiment.data.seed)
     task.write_figures(predictions, metrics, judging)
     result = {"experiment": experiment.name, "task": task.name, "demo": experiment.train.demo,
               "trained_on": run.trained_on(), "tested_on": selection.dataset, "source": selection.source,
               "counts": selection.counts, "warnings": selection.warnings, "splits": {EXTERNAL: metrics},
               "uncertainty": uncertainty, "evaluated": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if task.predicts_age:
+    if task.predicts_age and val is not None:  # a bundle holds no validation predictions to fit the gap's trend
         from cxr_age.workflows.age_gap import write_age_gap
 
         write_age_gap(val, predictions, out, judging)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr_age import __version__
+from cxr_age.bundle.bundle import CARD_MARKDOWN, Bundle, open_model
 from cxr_age.config import DEMO_NOTICE, Experiment
 from cxr_age.io.ages import GROUP_LABELS
 from cxr_age.io.splits import SPLITS
@@ -63,7 +64,11 @@ def _section(anchor: str, title: str, body: str) -> str:
 
 
 def _data_counts(run: Run) -> pd.DataFrame:
-    """Images per age group and split, with totals and patients per split."""
+    """Images per age group and split, with totals and patients per split (a bundle: its card's totals)."""
+    if isinstance(run, Bundle):
+        data = run.card()["training_data"]
+        return pd.DataFrame({"": ["images", "patients"],
+                             **{split: [data["images"][split], data["patients"][split]] for split in SPLITS}})
     splits = {split: run.split(split) for split in SPLITS}
     table = pd.DataFrame({split: frame["group"].value_counts().reindex(range(len(GROUP_LABELS)), fill_value=0)
                           for split, frame in splits.items()})
@@ -159,8 +164,16 @@ def _transfer_row(task: Task, trained: str, tested: str, where: str, metrics: di
     return row
 
 
+def _external_results(run: Run, metrics: dict | None) -> list[tuple[Run | None, dict]]:
+    """A run's external validations (folder, metrics), or those a bundle recorded (no folder)."""
+    if not isinstance(run, Bundle):
+        return run.external_runs()
+    return [(None, {"tested_on": result["tested_on"], "splits": {"external": result},
+                    "uncertainty": result.get("uncertainty")}) for result in (metrics or {}).get("external", [])]
+
+
 def _external_section(task: Task, run: Run, metrics: dict | None) -> str:
-    results = run.external_runs()
+    results = _external_results(run, metrics)
     if not results:
         return ('<p class="missing">no external evaluation yet (cxr-age-evaluate with another dataset\'s table '
                 "makes one)</p>")
@@ -170,14 +183,16 @@ def _external_section(task: Task, run: Run, metrics: dict | None) -> str:
         rows.append(_transfer_row(task, trained, trained, "the run's own test split", metrics["splits"]["test"],
                                   metrics.get("uncertainty")))
     for folder, result in results:
-        rows.append(_transfer_row(task, trained, result["tested_on"], folder.name, result["splits"]["external"],
+        where = folder.name if folder is not None else "recorded in the bundle"
+        rows.append(_transfer_row(task, trained, result["tested_on"], where, result["splits"]["external"],
                                   result.get("uncertainty")))
     parts = ["<p>The same model judged on its own test split and on other datasets; baselines are the run's "
              "training median (or majority group), intervals are 95% patient-bootstrap intervals, and the "
              "uncertainty was calibrated on the run's own validation split.</p>", _table(pd.DataFrame(rows))]
     name = task.figure_files("external")[0][0]
     for folder, result in results:
-        parts.append(_figure(folder.file(name), f"{result['tested_on']} ({folder.name})"))
+        if folder is not None:
+            parts.append(_figure(folder.file(name), f"{result['tested_on']} ({folder.name})"))
     return "\n".join(parts)
 
 
@@ -215,7 +230,7 @@ def _age_gap_section(run: Run) -> str:
 
 def build_report(run: Run | str | os.PathLike) -> str:
     """The report page of a run as one HTML string."""
-    run = Run.open(run)
+    run = open_model(run)
     config = run.experiment
     task = config.task
     metrics = run.metrics()
@@ -239,5 +254,7 @@ def build_report(run: Run | str | os.PathLike) -> str:
         _section("external", "External validation: trained on one dataset, tested on another",
                  _external_section(task, run, metrics)),
     ]
+    if isinstance(run, Bundle):
+        sections.insert(1, _section("card", "Model card", f"<pre>{_escape(run.file(CARD_MARKDOWN).read_text())}</pre>"))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_escape(title)}</title>'
             f"<style>{STYLE}</style></head>\n<body>\n{header}\n" + "\n".join(sections) + "\n</body></html>\n")
