@@ -5,6 +5,7 @@ process that never imports TensorFlow. Each turns files and arrays into the netw
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,24 +20,29 @@ from cxr_age.run import Run
 ENGINES = ("keras", "onnx")
 
 
-class KerasEngine:
-    """A Keras network, fed by the training pipeline's decoder."""
+class _Engine:
+    """What both engines do alike: read files and arrays with their decoder module (`read_batches`,
+    `image_from_array`), imported on first use so that the ONNX engine never imports TensorFlow."""
 
-    name = "keras"
-
-    def __init__(self, network: Any) -> None:
-        self.network = network
+    name: str
+    decoder: str
 
     def read_batches(self, files: Sequence[Path], image_size: int, batch_size: int, any_dicom: bool = False,
                      threads: int | None = None) -> Iterator[ReadBatch]:
-        from cxr_age.io.reader import read_batches
-
-        return read_batches(files, image_size, batch_size, any_dicom, threads)
+        return importlib.import_module(self.decoder).read_batches(files, image_size, batch_size, any_dicom, threads)
 
     def from_array(self, array: np.ndarray, image_size: int) -> np.ndarray:
-        from cxr_age.io.decode import image_from_array
+        return importlib.import_module(self.decoder).image_from_array(array, image_size)
 
-        return image_from_array(array, image_size)
+
+class KerasEngine(_Engine):
+    """A Keras network, fed by the training pipeline's decoder."""
+
+    name = "keras"
+    decoder = "cxr_age.io.reader"
+
+    def __init__(self, network: Any) -> None:
+        self.network = network
 
     def outputs(self, inputs: np.ndarray, compiled: bool = False) -> np.ndarray:
         """Eagerly (no graph trace for a handful), or `compiled` as a traced graph (four times the throughput
@@ -46,10 +52,11 @@ class KerasEngine:
         return np.asarray(self.network(inputs, training=False))
 
 
-class OnnxEngine:
+class OnnxEngine(_Engine):
     """An ONNX Runtime session of the exported network, fed by the NumPy and OpenCV decoder."""
 
     name = "onnx"
+    decoder = "cxr_age.io.plain_images"
 
     def __init__(self, session: Any) -> None:
         self.network = session
@@ -64,17 +71,6 @@ class OnnxEngine:
         available = onnxruntime.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         return cls(onnxruntime.InferenceSession(str(path), providers=providers))
-
-    def read_batches(self, files: Sequence[Path], image_size: int, batch_size: int, any_dicom: bool = False,
-                     threads: int | None = None) -> Iterator[ReadBatch]:
-        from cxr_age.io.plain_images import read_batches
-
-        return read_batches(files, image_size, batch_size, any_dicom, threads)
-
-    def from_array(self, array: np.ndarray, image_size: int) -> np.ndarray:
-        from cxr_age.io.plain_images import image_from_array
-
-        return image_from_array(array, image_size)
 
     def outputs(self, inputs: np.ndarray, compiled: bool = False) -> np.ndarray:
         return np.asarray(self.network.run(None, {self.input_name: np.asarray(inputs, np.float32)})[0])

@@ -18,6 +18,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.batches import image_array
 from cxr_age.io.dicom import is_dicom, read_dicom
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -84,20 +85,12 @@ def image_from_array(array: np.ndarray, image_size: int) -> np.ndarray:
     `uint8` and `uint16` arrays, 2-D gray or `[height, width, 1|3|4]`, are encoded as PNG and decoded by the
     training decoder, so they become exactly what the same pixels in a file become. Float arrays must already
     lie in [0, 1]; colour becomes gray with TensorFlow's luma weights. Then the same anti-aliased resize."""
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise CxrAgeError(f"an image array must be [height, width] or [height, width, 1|3|4]; got {array.shape}")
+    array = image_array(array)
     if array.dtype in (np.uint8, np.uint16):
         image = decode_gray(tf.io.encode_png(tf.constant(array)))
-    elif np.issubdtype(array.dtype, np.floating):
-        if np.isnan(array).any() or array.min() < 0 or array.max() > 1:
-            raise CxrAgeError("a float image array must hold values in [0, 1] (divide by its maximum first)")
+    else:
         image = tf.constant(array[..., :3], tf.float32)
         image = tf.image.rgb_to_grayscale(image) if array.shape[-1] > 1 else image
-    else:
-        raise CxrAgeError(f"image arrays must be uint8, uint16 or float in [0, 1]; got {array.dtype}")
     return resize_square(image, image_size).numpy()
 
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from cxr_age.errors import CxrAgeError
-from cxr_age.io.batches import ReadBatch
+from cxr_age.io.batches import ReadBatch, image_array
 from cxr_age.io.dicom import is_dicom, read_dicom
 
 JPEG_MAGIC = b"\xff\xd8"
@@ -89,20 +89,12 @@ def read_image(path: Path, image_size: int, any_dicom: bool = False) -> np.ndarr
 def image_from_array(array: np.ndarray, image_size: int) -> np.ndarray:
     """An image held in memory (`uint8`, `uint16`, or float in [0, 1]; `[h, w]` or `[h, w, 1|3|4]` in RGB
     order) as the model's input."""
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise CxrAgeError(f"an image array must be [height, width] or [height, width, 1|3|4]; got {array.shape}")
+    array = image_array(array)
     if array.dtype in (np.uint8, np.uint16):
-        gray = _gray(array[..., 0] if array.shape[-1] == 1 else array[..., 2::-1][..., :3])
-    elif np.issubdtype(array.dtype, np.floating):
-        if np.isnan(array).any() or array.min() < 0 or array.max() > 1:
-            raise CxrAgeError("a float image array must hold values in [0, 1] (divide by its maximum first)")
+        gray = _gray(array[..., 0] if array.shape[-1] == 1 else array[..., 2::-1])  # RGB(A) as OpenCV's BGR
+    else:
         rgb = array[..., :3].astype(np.float32)
         gray = rgb[..., 0] if rgb.shape[-1] == 1 else rgb @ np.array([0.2989, 0.587, 0.114], np.float32)
-    else:
-        raise CxrAgeError(f"image arrays must be uint8, uint16 or float in [0, 1]; got {array.dtype}")
     return resize_square(gray, image_size)[..., None]
 
 

@@ -17,8 +17,10 @@ import tensorflow as tf
 
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.batches import ReadBatch
-from cxr_age.io.decode import AUTOTUNE, load_image, read_image, resize_square
+from cxr_age.io.decode import AUTOTUNE, image_from_array, load_image, read_image, resize_square
 from cxr_age.io.dicom import is_dicom, read_dicom
+
+__all__ = ["ReadBatch", "failure", "image_from_array", "read_batches"]  # the Keras engine's decoder
 
 
 def _dicom_pixels(path: bytes, any_dicom: bool) -> np.ndarray:
