@@ -18,7 +18,7 @@ from cxr_age.bundle.card import card_facts, render_markdown
 from cxr_age.bundle.manifest import sha256_of, write_manifest
 from cxr_age.config import to_toml
 from cxr_age.errors import CxrAgeError
-from cxr_age.io.files import new_folder, write_json, write_text
+from cxr_age.io.files import CLAIM, new_folder, write_json, write_text
 from cxr_age.run import RUNS_ROOT, Run
 
 LOCAL_SETTINGS = ("csv", "image_dir", "patients", "nih_lists")  # paths on the machine that trained the model
@@ -104,7 +104,7 @@ def export_bundle(run: Run | str | os.PathLike, out: str | os.PathLike | None = 
                                  "image_size": experiment.data.image_size, "demo": experiment.train.demo})
         for path in staging.iterdir():
             os.replace(path, folder / path.name)
-    (folder / ".cxr-age-run").unlink(missing_ok=True)
+    (folder / CLAIM).unlink(missing_ok=True)  # a bundle holds only what its manifest lists
     return folder
 
 
