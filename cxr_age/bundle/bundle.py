@@ -49,15 +49,6 @@ class Bundle(Run):
         """The machine-readable model card."""
         return json.loads(self.file(CARD_JSON).read_text())
 
-    def preprocessing(self) -> dict:
-        """How an image becomes the network's input."""
-        return json.loads(self.file(PREPROCESSING).read_text())
-
-    @property
-    def onnx_file(self) -> Path | None:
-        """The ONNX export of the network, if the bundle holds one."""
-        path = self.file(ONNX)
-        return path if path.is_file() else None
 
 
 def open_model_folder(folder: Path, sha256: str | None = None) -> Run:
@@ -74,6 +65,8 @@ def open_model_folder(folder: Path, sha256: str | None = None) -> Run:
 def open_model(source: Run | str | os.PathLike, sha256: str | None = None) -> Run:
     """What `source` names, checked: a run folder, a bundle folder, or a bundle's URL (fetched into the cache
     once; `sha256` is then the archive's)."""
+    if isinstance(source, Bundle) and sha256 is None:
+        return source  # a Bundle is one whose files matched its manifest when it was opened (its contract)
     if is_url(source):
         return Bundle.open(fetch(str(source), sha256))
     return open_model_folder(Run.of(source).folder, sha256)
