@@ -97,6 +97,18 @@ class AgeModel:
         """The run's `metrics.json` (per split: each metric with its 95% interval, and the baseline)."""
         return self.run.metrics() or {}
 
+    def summary(self) -> dict:
+        """What a reader needs to weigh the predictions: the run or bundle, its task, training data and
+        network, whether it is a demonstration, and its test metric with its 95% interval beside the
+        baseline's (from the run's metrics)."""
+        summary = {"run": str(self.run), "task": self.task.name, "trained_on": self.run.trained_on(),
+                   "backbone": self.experiment.train.backbone, "image_size": self.image_size, "demo": self.demo}
+        test = self.metrics.get("splits", {}).get("test")
+        if test:
+            key = self.task.headline_metric
+            summary[f"test_{key}"] = {**test["model"][key], "baseline": test["baseline"][key]}
+        return summary
+
     def preprocess(self, images: Images) -> np.ndarray:
         """Files (PNG, JPEG, BMP, GIF, DICOM) or arrays (uint8, uint16, or float in [0, 1]; any size) as the
         network's float32 input `[n, size, size, 1]`, through the training decoder and resize (files in

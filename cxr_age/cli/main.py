@@ -1,14 +1,14 @@
-"""`python -m cxr_age data|train|evaluate|saliency|predict|report ...`: the console scripts under one entry
+"""`python -m cxr_age data|train|evaluate|saliency|predict|report|export|serve ...`: the console scripts under one entry
 point."""
 
 from __future__ import annotations
 
 import sys
 
-from cxr_age.cli import data, evaluate, export, predict, report, saliency, train
+from cxr_age.cli import data, evaluate, export, predict, report, saliency, serve, train
 
 COMMANDS = {"data": data.main, "train": train.main, "evaluate": evaluate.main, "saliency": saliency.main,
-            "predict": predict.main, "report": report.main, "export": export.main}
+            "predict": predict.main, "report": report.main, "export": export.main, "serve": serve.main}
 
 
 def main(argv: list[str] | None = None) -> int:

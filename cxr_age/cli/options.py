@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.datasets import DATASET_NAMES
@@ -12,6 +12,9 @@ from cxr_age.io.metadata import VIEWS
 from cxr_age.run import RUNS_ROOT, Run
 from cxr_age.settings import DataConfig
 from cxr_age.tasks import Task
+
+if TYPE_CHECKING:
+    from cxr_age.age_model import AgeModel
 
 
 def positive_int(text: str) -> int:
@@ -73,6 +76,18 @@ def given_flags(args: argparse.Namespace, settings: type) -> dict[str, Any]:
 def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
     """`base` (or the defaults) with every data flag the user gave applied on top."""
     return replace(base or DataConfig(), **given_flags(args, DataConfig))
+
+
+def load_model(source: Run | str, task: Task, checked: tuple[str | None, str], flags: dict[Task, str]) -> AgeModel:
+    """The model of a run, bundle or URL, which must be of `task`, with `checked` its expected SHA-256 and
+    engine; `flags` names the flag that takes each task's model, for the error."""
+    from cxr_age.age_model import AgeModel
+
+    sha256, engine = checked
+    model = AgeModel.load(source, sha256, engine)
+    if model.task is not task:
+        raise CxrAgeError(f"{source} is a {model.task} run, not {task}: pass it as {flags[model.task]}")
+    return model
 
 
 def run_or_latest(given: str | None, task: Task, flag: str = "--run") -> Run:

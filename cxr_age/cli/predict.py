@@ -14,20 +14,19 @@ import pandas as pd
 
 from cxr_age.bundle.fetch import is_url
 from cxr_age.cli.base import Parser, flag_words, run
-from cxr_age.cli.options import coverage_level, positive_int, run_or_latest
+from cxr_age.cli.options import coverage_level, load_model, positive_int, run_or_latest
 from cxr_age.config import DEMO_NOTICE
 from cxr_age.engines import ENGINES
 from cxr_age.errors import CxrAgeError
 from cxr_age.run import RUNS_ROOT, Run
-from cxr_age.tasks import CLASSIFY, REGRESS, Task
+from cxr_age.tasks import CLASSIFY, REGRESS
 
 if TYPE_CHECKING:
-    from cxr_age.age_model import AgeModel
     from cxr_age.workflows.prediction import Batch
     from cxr_age.workflows.prediction_log import PredictionLog
 
 PROG = "cxr-age-predict"
-RUN_FLAGS = {REGRESS: "--run", CLASSIFY: "--classify-run"}  # the flag that takes a run of each task
+MODEL_FLAGS = {REGRESS: "--run", CLASSIFY: "--classify-run"}  # the flag that takes a run of each task
 
 
 def build_parser() -> Parser:
@@ -81,18 +80,6 @@ def build_parser() -> Parser:
     return parser
 
 
-def model_summary(model: AgeModel) -> dict:
-    """What a reader needs to weigh the predictions: the run, whether it is a demonstration, and its test
-    metrics beside the baseline (from the run's metrics.json)."""
-    summary = {"run": str(model.run), "backbone": model.experiment.train.backbone,
-               "image_size": model.image_size, "demo": model.demo}
-    test = model.metrics.get("splits", {}).get("test")
-    if test:
-        key = model.task.headline_metric
-        summary[f"test_{key}"] = {**test["model"][key], "baseline": test["baseline"][key]}
-    return summary
-
-
 def _summary_line(name: str, summary: dict) -> str:
     parts = [f"{name}: {summary['run']} ({summary['backbone']}, {summary['image_size']} px)"]
     for key, unit in (("test_mae", " years"), ("test_macro_auc", "")):
@@ -125,16 +112,6 @@ def _text_line(row: dict) -> str:
 def _print_rows(rows: list[dict]) -> None:
     for row in rows:
         print(_text_line(row))
-
-
-def _load(source: Run | str, task: Task, sha256: str | None, engine: str) -> AgeModel:
-    """The model of a run, bundle or URL, which must be of `task`."""
-    from cxr_age.age_model import AgeModel
-
-    model = AgeModel.load(source, sha256, engine)
-    if model.task is not task:
-        raise CxrAgeError(f"{source} is a {model.task} run, not {task}: pass it as {RUN_FLAGS[model.task]}")
-    return model
 
 
 def _where(source: Run | str | None) -> str | None:
@@ -177,11 +154,11 @@ def _main(argv: Sequence[str] | None) -> None:
     from cxr_age.workflows.prediction_log import PredictionLog
 
     log = PredictionLog.open(Path(args.csv), _settings(args, regress_run)) if args.csv else None
-    regressor = _load(regress_run, REGRESS, args.sha256, args.engine)
-    classifier = (_load(args.classify_run, CLASSIFY, args.classify_sha256, args.engine) if args.classify_run
+    regressor = load_model(regress_run, REGRESS, (args.sha256, args.engine), MODEL_FLAGS)
+    classifier = (load_model(args.classify_run, CLASSIFY, (args.classify_sha256, args.engine), MODEL_FLAGS)
+                  if args.classify_run
                   else None)
-    summaries = {"regressor": model_summary(regressor),
-                 "classifier": model_summary(classifier) if classifier else None}
+    summaries = {"regressor": regressor.summary(), "classifier": classifier.summary() if classifier else None}
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
     for name, summary in summaries.items():
         if summary:

@@ -9,6 +9,7 @@ that come out; its reason comes from reading it once more on its own, so every s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -51,14 +52,18 @@ def _loader(dicom: list[bool], image_size: int, any_dicom: bool) -> Callable:
     return tf.autograph.experimental.do_not_convert(load)
 
 
+# TensorFlow prefixes an op's error with the op and device, `{{function_node __wrapped__DecodeImage_...}} `.
+OP_CONTEXT = re.compile(r"^\{\{[^}]*\}\}\s*")
+
+
 def failure(path: Path, image_size: int, any_dicom: bool) -> str:
     """Why `path` cannot be read, from reading it once more on its own (the message without the path)."""
     try:
         read_image(path, image_size, any_dicom)
     except CxrAgeError as err:
-        return str(err).removeprefix(f"{path}: ")
+        return OP_CONTEXT.sub("", str(err).removeprefix(f"{path}: "))
     except Exception as err:  # noqa: BLE001 - whatever one file does, it is that file's skip
-        lines = str(err).strip().splitlines()
+        lines = OP_CONTEXT.sub("", str(err).strip()).splitlines()
         return f"{type(err).__name__}: {lines[0] if lines else 'no message'}"
     return "could not be read in the pipeline"
 

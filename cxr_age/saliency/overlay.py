@@ -1,17 +1,19 @@
-"""Saliency overlays of single studies, for the predict command's overlays: the regressor's vanilla gradient
-map of each image (Simonyan et al. 2014, through tf-keras-vis), beside the image, one PNG per image."""
+"""Saliency overlays of single studies: the regressor's vanilla gradient map of each image (Simonyan et al.
+2014, through tf-keras-vis). The predict command writes each beside its image as a figure PNG; the web
+service sends a compact overlay, the map in the figures' colours blended over the image, as PNG bytes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 
 from cxr_age.config import DEMO_NOTICE
 from cxr_age.io.files import claim_file
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
-from cxr_age.saliency.plots import study_figure
+from cxr_age.saliency.plots import COLOURS, study_figure
 from cxr_age.tasks import REGRESS
 
 
@@ -32,3 +34,18 @@ class StudyOverlays:
             study_figure(image[..., 0], saliency, f"{name.name}: predicted age {row['predicted_age']:.1f} years",
                          path, self.note)
             row["saliency_png"] = str(path)
+
+
+OVERLAY_ALPHA = 0.55  # the figures' map opacity (`cxr_age.saliency.plots`)
+
+
+def overlay_png(image: np.ndarray, saliency: np.ndarray) -> bytes:
+    """The map (scaled to its maximum) in the figures' colour map blended over the gray image, both
+    `[h, w]` in [0, 1], as PNG bytes."""
+    peak = float(saliency.max())
+    scaled = np.uint8(np.clip(saliency / peak if peak > 0 else saliency, 0, 1) * 255)
+    colours = cv2.applyColorMap(scaled, getattr(cv2, f"COLORMAP_{COLOURS.upper()}"))
+    gray = cv2.cvtColor(np.uint8(np.clip(image, 0, 1) * 255), cv2.COLOR_GRAY2BGR)
+    blended = cv2.addWeighted(colours, OVERLAY_ALPHA, gray, 1 - OVERLAY_ALPHA, 0)
+    _, encoded = cv2.imencode(".png", blended)
+    return encoded.tobytes()
