@@ -54,11 +54,11 @@ def build_parser() -> Parser:
 
 LIMIT_FLAGS = (  # flag, type, default, help
     ("--max-file-mb", positive_int, 50, "largest file accepted, MiB (default 50; larger: 413)"),
-    ("--max-request-mb", positive_int, 200, "largest request accepted, MiB (default 200; larger: 413)"),
+    ("--max-request-mb", positive_int, 100, "largest request accepted, MiB (default 100; larger: 413)"),
     ("--max-files", positive_int, 100, "most files in one request (default 100; more: 413)"),
     ("--max-pixels", positive_int, 64_000_000, "largest image its header may declare, in pixels (default "
                                                "64,000,000): larger files are skipped before decoding"),
-    ("--queue", positive_int, 16, "requests in progress at once (default 16); more are answered 503 with "
+    ("--queue", positive_int, 32, "requests in progress at once (default 32); more are answered 503 with "
                                   "Retry-After"),
     ("--batch-window-ms", float, 20, "how long the first request of a batch waits for others to join it "
                                      "(default 20)"),

@@ -27,7 +27,7 @@ class Batching:
 
     window: float = 0.02
     max_images: int = 32
-    capacity: int = 16
+    capacity: int = 32
 
 
 @dataclass

@@ -28,7 +28,7 @@ class UploadLimits:
     """Bytes per file and per request, and files per request."""
 
     file_bytes: int = 50 * 2**20
-    request_bytes: int = 200 * 2**20
+    request_bytes: int = 100 * 2**20
     files: int = 100
 
 

@@ -102,7 +102,7 @@ async function send(files, saliency) {
 }
 
 function groupCell(row) {
-  const cell = element("td");
+  const cell = element("td", null, "groups-column");
   const groups = Object.keys(row).filter((key) => key.startsWith("p_"));
   if (!groups.length) return cell;
   const grid = element("div", null, "groups");
@@ -124,10 +124,10 @@ function resultRow(row) {
   const interval = row.interval_low === undefined ? "" :
     `${fixed(row.interval_low)}–${fixed(row.interval_high)} (${Math.round(row.interval_coverage * 100)}%)`;
   tr.append(element("td", row.file, "file"), element("td", `${fixed(row.predicted_age)} years`, "age"),
-    element("td", interval), groupCell(row), element("td", fixed(row.header_age)),
+    element("td", interval), groupCell(row), element("td", fixed(row.header_age), "header-column"),
     element("td", row.age_gap === null || row.age_gap === undefined ? "" :
-      `${row.age_gap > 0 ? "+" : ""}${fixed(row.age_gap)}`));
-  const map = element("td");
+      `${row.age_gap > 0 ? "+" : ""}${fixed(row.age_gap)}`, "header-column"));
+  const map = element("td", null, "map-column");
   if (row.saliency_png) {
     const image = element("img", null, "map");
     image.src = row.saliency_png;
@@ -138,8 +138,13 @@ function resultRow(row) {
   return tr;
 }
 
+// Columns that no row fills (no classifier, no DICOM header age, no overlays asked for) are hidden.
 function render() {
   $("output").hidden = false;
+  const table = $("results");
+  table.classList.toggle("no-groups", !state.rows.some((row) => row.predicted_group));
+  table.classList.toggle("no-header", !state.rows.some((row) => row.header_age !== null && row.header_age !== undefined));
+  table.classList.toggle("no-maps", !state.rows.some((row) => row.saliency_png));
   $("results").tBodies[0].replaceChildren(...state.rows.map(resultRow));
   $("skipped").replaceChildren(...state.skipped.map((s) => element("li", `${s.file}: ${s.reason}`)));
   $("skipped-box").hidden = state.skipped.length === 0;
