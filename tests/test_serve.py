@@ -27,6 +27,7 @@ from dicoms import PATIENT_ID, PATIENT_NAME, write_dicom
 from helpers import call_cli, guarded_environment
 
 from cxr_age.cli import predict
+from cxr_age.paths import sample_image_dir
 
 GROUPS = [f"p_{label}" for label in ("0-10", "10-20", "20-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80-90")]
 
@@ -63,12 +64,13 @@ def png_declaring(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def studies(phantom_run, tmp_path_factory) -> Path:
-    """Two phantoms as PNG, one as JPEG, one as DX DICOM with a patient's name and age in its header."""
+    """A real NIH PNG (from the embedded sample), a phantom as PNG, one as JPEG, and one as DX DICOM
+    with a patient's name and age in its header."""
     run_dir, _ = phantom_run
     folder = tmp_path_factory.mktemp("served-studies")
     images = sorted((run_dir.parent / "images").glob("*.png"))
-    for image in images[:2]:
-        shutil.copy(image, folder)
+    shutil.copy(images[0], folder)
+    shutil.copy(sample_image_dir() / "00000075_000.png", folder)
     pixels = cv2.imread(str(images[2]), cv2.IMREAD_GRAYSCALE)
     cv2.imwrite(str(folder / "study.jpg"), pixels)
     write_dicom(folder / "study.dcm", pixels.astype(np.uint16), bits=8, PatientAge="058Y")

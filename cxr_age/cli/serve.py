@@ -120,6 +120,7 @@ def _main(argv: Sequence[str] | None) -> None:
     service = _service(args)
     limits = ServerLimits(UploadLimits(args.max_file_mb * MIB, args.max_request_mb * MIB, args.max_files),
                           Batching(args.batch_window_ms / 1000, args.max_batch, args.queue))
+    service.warm()
     app = create_app(service, limits)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -74,14 +74,16 @@ class Reading:
 @dataclass(frozen=True)
 class Predicting:
     """How a folder of studies is predicted: images per batch, the coverage of the intervals and sets
-    (None: the run's), how files are read, whether a progress bar shows, and where saliency overlays go
-    (None: no overlays)."""
+    (None: the run's), how files are read, whether a progress bar shows, where saliency overlays go
+    (None: no overlays), and whether the networks run as compiled graphs (None: when there is more than one
+    batch; a long-lived caller such as the web service compiles always, once)."""
 
     batch_size: int = 16
     coverage: float | None = None
     reading: Reading = Reading()
     progress: bool = True
     overlay_dir: Path | None = None
+    compiled: bool | None = None
 
 
 def _with_header_ages(rows: list[dict], files: Sequence[Path]) -> None:
@@ -130,7 +132,7 @@ def predict_batches(files: Sequence[Path], regressor: AgeModel, classifier: AgeM
     readable file; unreadable files are skipped with their reason. Files are read in parallel, a batch
     ahead (`cxr_age.io.reader`); more than one batch runs the networks as compiled graphs, a single batch
     eagerly (a graph's trace would cost more than it saves)."""
-    compiled = len(files) > how.batch_size
+    compiled = len(files) > how.batch_size if how.compiled is None else how.compiled
     reading = how.reading
     with tqdm(total=len(files), desc="predicting", unit="img", disable=None if how.progress else True) as bar:
         for read in regressor.read_batches(files, how.batch_size, reading.any_dicom, reading.threads):
