@@ -78,7 +78,7 @@ def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> Dat
     return replace(base or DataConfig(), **given_flags(args, DataConfig))
 
 
-def load_model(source: Run | str, task: Task, checked: tuple[str | None, str], flags: dict[Task, str]) -> AgeModel:
+def load_task_model(source: Run | str, task: Task, checked: tuple[str | None, str], flags: dict[Task, str]) -> AgeModel:
     """The model of a run, bundle or URL, which must be of `task`, with `checked` its expected SHA-256 and
     engine; `flags` names the flag that takes each task's model, for the error."""
     from cxr_age.age_model import AgeModel

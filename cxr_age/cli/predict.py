@@ -14,7 +14,7 @@ import pandas as pd
 
 from cxr_age.bundle.fetch import is_url
 from cxr_age.cli.base import Parser, flag_words, run
-from cxr_age.cli.options import coverage_level, load_model, positive_int, run_or_latest
+from cxr_age.cli.options import coverage_level, load_task_model, positive_int, run_or_latest
 from cxr_age.config import DEMO_NOTICE
 from cxr_age.engines import ENGINES
 from cxr_age.errors import CxrAgeError
@@ -154,8 +154,8 @@ def _main(argv: Sequence[str] | None) -> None:
     from cxr_age.workflows.prediction_log import PredictionLog
 
     log = PredictionLog.open(Path(args.csv), _settings(args, regress_run)) if args.csv else None
-    regressor = load_model(regress_run, REGRESS, (args.sha256, args.engine), MODEL_FLAGS)
-    classifier = (load_model(args.classify_run, CLASSIFY, (args.classify_sha256, args.engine), MODEL_FLAGS)
+    regressor = load_task_model(regress_run, REGRESS, (args.sha256, args.engine), MODEL_FLAGS)
+    classifier = (load_task_model(args.classify_run, CLASSIFY, (args.classify_sha256, args.engine), MODEL_FLAGS)
                   if args.classify_run
                   else None)
     summaries = {"regressor": regressor.summary(), "classifier": classifier.summary() if classifier else None}

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from cxr_age.bundle.fetch import is_url
 from cxr_age.cli.base import Parser, flag_words, run
-from cxr_age.cli.options import coverage_level, load_model, positive_int, run_or_latest
+from cxr_age.cli.options import coverage_level, load_task_model, positive_int, run_or_latest
 from cxr_age.engines import ENGINES
 from cxr_age.errors import CxrAgeError
 from cxr_age.run import RUNS_ROOT
@@ -98,8 +98,8 @@ def _service(args):
     from cxr_age.serve.service import AgeService, ServiceOptions
 
     source = args.model if args.model and is_url(args.model) else run_or_latest(args.model, REGRESS, "MODEL")
-    regressor = load_model(source, REGRESS, (args.sha256, args.engine), MODEL_FLAGS)
-    classifier = (load_model(args.classify_model, CLASSIFY, (args.classify_sha256, args.engine), MODEL_FLAGS)
+    regressor = load_task_model(source, REGRESS, (args.sha256, args.engine), MODEL_FLAGS)
+    classifier = (load_task_model(args.classify_model, CLASSIFY, (args.classify_sha256, args.engine), MODEL_FLAGS)
                   if args.classify_model else None)
     options = ServiceOptions(args.any_dicom, args.coverage, args.batch_size, args.max_pixels, flag_words)
     return AgeService(regressor, classifier, options)
