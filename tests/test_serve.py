@@ -24,9 +24,9 @@ import httpx
 import numpy as np
 import pytest
 from dicoms import PATIENT_ID, PATIENT_NAME, write_dicom
-from helpers import call_cli, guarded_environment
+from helpers import assert_one_line_error, call_cli, guarded_environment
 
-from cxr_age.cli import predict
+from cxr_age.cli import predict, serve
 from cxr_age.paths import sample_image_dir
 
 GROUPS = [f"p_{label}" for label in ("0-10", "10-20", "20-30", "30-40", "40-50", "50-60", "60-70", "70-80", "80-90")]
@@ -258,3 +258,15 @@ def test_a_file_that_breaks_its_batch_is_the_only_one_skipped(phantom_run, studi
         {"file": "white.png", "reason": "could not be predicted: RuntimeError: injected failure"}]
     service.close()
     assert not service.root.exists()
+
+
+def test_bad_starts_give_one_line(phantom_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(call_cli(serve.main, capsys=capsys), "no finished regress run", "cxr-age-train regress")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert_one_line_error(call_cli(serve.main, str(phantom_run[0]), "--port", port, capsys=capsys),
+                              f"cannot listen on 127.0.0.1:{port}", "--port")
+    assert_one_line_error(call_cli(serve.main, "--queue", "0", capsys=capsys), "--queue")

@@ -97,5 +97,5 @@ def run_or_latest(given: str | None, task: Task, flag: str = "--run") -> Run:
     found = Run.latest(task)
     if found is None:
         raise CxrAgeError(f"no finished {task} run under {RUNS_ROOT}/: run `cxr-age-train {task}` first, "
-                          f"or name a run with {flag} RUN")
+                          f"or name one {'with' if flag.startswith('--') else 'as'} {flag}")
     return found
