@@ -127,6 +127,37 @@ def test_the_onnx_engine_gives_the_keras_ages_without_tensorflow(bundle):
     np.testing.assert_allclose(onnx["low"], keras_ages["interval_low"], atol=0.05)
 
 
+SERVED_WITHOUT_TENSORFLOW = """
+import json, sys
+from fastapi.testclient import TestClient
+from cxr_age.age_model import AgeModel
+from cxr_age.serve.app import create_app
+from cxr_age.serve.service import AgeService
+service = AgeService(AgeModel.load(sys.argv[1], engine="onnx"))
+service.warm()
+with TestClient(create_app(service)) as client:
+    files = [("files", (path, open(path, "rb").read())) for path in sys.argv[2:]]
+    answer = client.post("/api/predict", files=files, data={"saliency": "1"}).json()
+    model = client.get("/api/model").json()
+print(json.dumps({"ages": [row["predicted_age"] for row in answer["predictions"]], "engine": model["engine"],
+                  "maps": model["saliency"] or any("saliency_png" in row for row in answer["predictions"]),
+                  "tensorflow": any(name.split(".")[0] == "tensorflow" for name in sys.modules)}))
+"""
+
+
+def test_the_web_service_serves_the_onnx_engine_without_tensorflow(bundle):
+    """`cxr-age-serve BUNDLE --engine onnx`'s application, through FastAPI's test client, in a process that
+    never imports TensorFlow: the Keras engine's ages, and no saliency (which needs Keras)."""
+    files = [str(path) for path in REAL_IMAGES[:3]]
+    keras_ages = cxr_age.AgeModel.load(bundle).predict(files)["predicted_age"].to_numpy()
+    result = subprocess.run([sys.executable, "-c", SERVED_WITHOUT_TENSORFLOW, str(bundle), *files],
+                            capture_output=True, text=True, env=guarded_environment(), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["engine"] == "onnx" and not served["tensorflow"] and not served["maps"]
+    np.testing.assert_allclose(served["ages"], keras_ages, atol=0.05)
+
+
 def test_export_and_predict_by_command(phantom_run, tmp_path, capsys):
     out = tmp_path / "shared"
     result = call_cli(export.main, str(phantom_run[0]), "--out", str(out), "--zip", capsys=capsys)

@@ -169,7 +169,8 @@ def test_the_page_api_description_and_a_log_without_patient_identifiers(server, 
 
 
 def test_a_full_queue_answers_503(phantom_run, studies):
-    """Two requests wait in a two-second batching window; the third finds the queue full."""
+    """Two requests wait in a two-second batching window; the third finds the queue full. Every request's
+    private folder is gone once it is answered."""
     import uvicorn
 
     from cxr_age.age_model import AgeModel
@@ -177,7 +178,8 @@ def test_a_full_queue_answers_503(phantom_run, studies):
     from cxr_age.serve.batcher import Batching
     from cxr_age.serve.service import AgeService
 
-    app = create_app(AgeService(AgeModel.load(phantom_run[0])), ServerLimits(batching=Batching(2.0, 32, 2)))
+    service = AgeService(AgeModel.load(phantom_run[0]))
+    app = create_app(service, ServerLimits(batching=Batching(2.0, 32, 2)))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -194,6 +196,7 @@ def test_a_full_queue_answers_503(phantom_run, studies):
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             assert [future.result().status_code for future in waiting] == [200, 200]
         assert post(url, image).status_code == 200
+        assert service.root.stat().st_mode & 0o777 == 0o700 and not list(service.root.iterdir())  # emptied
     finally:
         server.should_exit = True
         thread.join(30)
