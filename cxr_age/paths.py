@@ -1,4 +1,5 @@
-"""Where the project's shipped data lives: the NIH v2020 metadata table and the embedded demo sample."""
+"""Where the project's shipped data lives (the NIH v2020 metadata table and the embedded demo sample), and
+the user's cache folder (downloaded bundles, compiled XLA programs)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from pathlib import Path
 from cxr_age.errors import CxrAgeError
 
 NIH_TABLE_NAME = "Data_Entry_2017_v2020.csv.gz"
+
+
+def cache_dir() -> Path:
+    """The user's cache folder: `$CXR_AGE_CACHE`, else `~/.cache/cxr-age`."""
+    return Path(os.environ.get("CXR_AGE_CACHE") or Path.home() / ".cache" / "cxr-age")
 
 
 def data_dir() -> Path:

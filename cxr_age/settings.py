@@ -49,6 +49,8 @@ class TrainConfig:
     demo: bool = False
     # GPU options. Unset: float32, and Keras's own XLA choice (on with a GPU, off on a CPU-only machine).
     mixed_precision: bool | None = None
+    # The mixed policy training chose for the chip (cxr_age.nets.precision) and recorded; a config may name one.
+    precision_policy: str | None = None
     jit_compile: bool | None = None
     # Devices: default | mirrored | multiworker (cxr_age.nets.distribute); unset means default. batch_size is global.
     strategy: str | None = None

@@ -60,15 +60,27 @@ def test_networks_and_losses_run_without_tensorflow_and_agree_with_it():
 
 @pytest.mark.jax
 def test_gpu_step_benchmark_trains_the_paper_networks_on_jax(tmp_path):
+    """Both paper networks in float32 and the mixed policy this machine's chip gets (float16: no GPU), on the
+    JAX backend without TensorFlow; run again, the regressor's steps come from XLA's persistent cache."""
     pytest.importorskip("jax")
-    out = tmp_path / "gpu_step.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "gpu_step.py"), "--sizes", "32", "--batch-size", "2",
-               "--steps", "1", "--repeats", "1", "--json", str(out)]
-    result = subprocess.run(command, env=_backend_env("jax"), capture_output=True, text=True, timeout=1500)
-    assert result.returncode == 0, result.stderr[-2000:]
-    figures = json.loads(out.read_text())
-    assert figures["backend"] == "jax" and figures["tensorflow_imported"] is False
-    assert [(row["backbone"], row["policy"]) for row in figures["rows"]] == [
+               "--steps", "1", "--repeats", "1", "--cache", str(tmp_path / "xla")]
+
+    def figures(name: str, *more: str) -> dict:
+        result = subprocess.run([*command, "--json", str(tmp_path / name), *more], env=_backend_env("jax"),
+                                capture_output=True, text=True, timeout=1500)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads((tmp_path / name).read_text())
+
+    first = figures("first.json")
+    assert first["backend"] == "jax" and first["tensorflow_imported"] is False
+    assert [(row["backbone"], row["policy"]) for row in first["rows"]] == [
         ("densenet169", "float32"), ("densenet169", "mixed_float16"),
         ("densenet201", "float32"), ("densenet201", "mixed_float16")]
-    assert all(row["images_per_second"] > 0 for row in figures["rows"])
+    assert all(row["images_per_second"] > 0 for row in first["rows"])
+    assert any((tmp_path / "xla").iterdir())
+    again = figures("again.json", "--networks", "regress")
+    for before, after in zip(first["rows"][:2], again["rows"]):
+        print(f"{before['policy']}: compiled in {before['compile_seconds']:.1f} s, "
+              f"from the cache in {after['compile_seconds']:.1f} s")
+        assert after["compile_seconds"] < before["compile_seconds"] / 2

@@ -14,16 +14,17 @@ import pytest
 from helpers import kill_after_first_epoch, run_cli, small_classifier, write_bar_images
 from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score
 
-from cxr_age.config import Experiment, TrainConfig
+from cxr_age.config import Experiment, TrainConfig, to_toml
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.ages import GROUP_LABELS, group_index
 from cxr_age.io.files import folder_lock, new_folder, write_atomic
 from cxr_age.nets.densenet import NetworkOptions, build_model
 from cxr_age.nets.losses import YearsMAE, r2_loss
+from cxr_age.nets.precision import gpu_capability, mixed_policy
 from cxr_age.stats.bootstrap import weighted_bootstrap, weighted_mean
 from cxr_age.stats.metrics import classification_metrics, regression_metrics
 from cxr_age.tasks import CLASSIFY, REGRESS, get_task
-from cxr_age.workflows.training import BestModelCheckpoint, class_weights
+from cxr_age.workflows.training import BestModelCheckpoint, class_weights, with_precision_policy
 
 
 # DenseNet121 builds and trains in the default run; the paper's two, which only repeat that path with more
@@ -219,19 +220,59 @@ def _tiny_batch():
     return rng.random((4, 32, 32, 1)).astype("float32"), np.full((4, 1), 0.5, "float32")
 
 
-def test_mixed_precision_computes_in_float16_with_a_float32_output():
-    model = build_model(REGRESS.head, "densenet121", 32, options=NetworkOptions(mixed_precision=True))
+@pytest.mark.parametrize("policy, half, scaled", [("mixed_float16", "float16", True),
+                                                   ("mixed_bfloat16", "bfloat16", False)])
+def test_mixed_precision_computes_in_half_precision_with_a_float32_output(policy, half, scaled):
+    """float16 with Keras's loss scaling; bfloat16 (float32's exponent range) without."""
+    model = build_model(REGRESS.head, "densenet121", 32, options=NetworkOptions(policy=policy))
     conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
-    assert (conv.compute_dtype, conv.variable_dtype) == ("float16", "float32")
+    assert (conv.compute_dtype, conv.variable_dtype) == (half, "float32")
     assert model.get_layer("age").compute_dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after building
     config = Experiment(train=TrainConfig(task="regress", backbone="densenet121", loss="mse",
-                                          mixed_precision=True))
+                                          mixed_precision=True, precision_policy=policy))
     config.task.compile(model, config.train, run_eagerly=True)
-    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) is scaled
     loss = model.train_on_batch(*_tiny_batch())[0]
     assert np.isfinite(loss)
     assert model.predict(_tiny_batch()[0], verbose=0).dtype == np.float32
+
+
+@pytest.mark.parametrize("capability, policy", [(None, "mixed_float16"), ((7, 5), "mixed_float16"),
+                                                ((8, 0), "mixed_bfloat16"), ((9, 0), "mixed_bfloat16")])
+def test_the_mixed_policy_fits_the_chip(capability, policy):
+    assert mixed_policy(capability) == policy
+
+
+def test_this_machine_without_a_gpu_gets_float16_recorded_in_the_config():
+    """The policy is chosen by probing the backend's devices (none here), recorded where the run's config
+    will show it, and a policy the config names is kept."""
+    experiment = Experiment(train=TrainConfig(task="regress", mixed_precision=True))
+    assert gpu_capability() is None
+    chosen = with_precision_policy(experiment)
+    assert chosen.train.precision_policy == "mixed_float16"
+    assert 'precision_policy = "mixed_float16"' in to_toml(chosen)
+    named = Experiment(train=TrainConfig(task="regress", mixed_precision=True, precision_policy="mixed_bfloat16"))
+    assert with_precision_policy(named).train.precision_policy == "mixed_bfloat16"
+    assert with_precision_policy(Experiment(train=TrainConfig(task="regress"))).train.precision_policy is None
+    with pytest.raises(CxrAgeError, match="unknown precision policy"):
+        build_model(REGRESS.head, "densenet121", 32, options=NetworkOptions(policy="float8"))
+
+
+@pytest.mark.long
+def test_a_mixed_precision_run_records_its_policy(tmp_path):
+    """`cxr-age-train --mixed-precision` on this CPU: trained under mixed_float16, said in the run's config."""
+    csv = write_bar_images(tmp_path / "images", 24, size=32)
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "regress", "--csv", str(csv), "--view", "all", "--backbone", "densenet121",
+                     "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--mixed-precision",
+                     "--out", str(run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mixed precision: mixed_float16" in result.stdout
+    assert 'precision_policy = "mixed_float16"' in (run_dir / "config.toml").read_text()
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert (conv.compute_dtype, model.get_layer("age").compute_dtype) == ("float16", "float32")
 
 
 @pytest.mark.parametrize("flag, expected", [(None, "auto"), (True, True), (False, False)])

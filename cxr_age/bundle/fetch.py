@@ -1,12 +1,13 @@
 """A bundle named by URL, downloaded once into a cache and verified before anything in it is loaded.
 
 `https://`, `http://` and `file://` URLs of a zip or tar archive (gzip, bzip2 or xz) of a bundle folder are
-read into `$CXR_AGE_CACHE` (default `~/.cache/cxr-age`) under `bundles/<key>/`, the key being the expected
-SHA-256 of the archive when one is given, else a hash of the URL. The archive is streamed into a temporary
-file beside the cache and hashed as it arrives; it is unpacked (no member may leave the folder, and links
-are refused) into a temporary folder, whose manifest is checked file by file, and only then renamed into
-place: a download cut short, an altered byte or a failed check leaves nothing in the cache. A cached bundle
-loads with the network off, and is checked against its manifest again on every load.
+read into the cache folder (`cxr_age.paths.cache_dir`: `$CXR_AGE_CACHE`, default `~/.cache/cxr-age`) under
+`bundles/<key>/`, the key being the expected SHA-256 of the archive when one is given, else a hash of the URL.
+The archive is streamed into a temporary file beside the cache and hashed as it arrives; it is unpacked (no
+member may leave the folder, and links are refused) into a temporary folder, whose manifest is checked file by
+file, and only then renamed into place: a download cut short, an altered byte or a failed check leaves nothing
+in the cache. A cached bundle loads with the network off, and is checked against its manifest again on every
+load.
 """
 
 from __future__ import annotations
@@ -24,14 +25,10 @@ from urllib.parse import urlparse
 
 from cxr_age.bundle.manifest import CHUNK, MANIFEST, is_bundle, verify
 from cxr_age.errors import CxrAgeError
+from cxr_age.paths import cache_dir
 
 SCHEMES = ("http", "https", "file")
 TIMEOUT_S = 60
-
-
-def cache_dir() -> Path:
-    """Where downloaded bundles are kept: `$CXR_AGE_CACHE`, else `~/.cache/cxr-age`."""
-    return Path(os.environ.get("CXR_AGE_CACHE") or Path.home() / ".cache" / "cxr-age")
 
 
 def is_url(source: str | os.PathLike) -> bool:

@@ -44,8 +44,9 @@ def build_parser() -> Parser:
     group.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
                        help="classify: weight age groups by inverse frequency")
     group.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                       help="compute in float16 with float32 weights and a float32 output layer (mixed_float16; "
-                            "for GPUs with tensor cores; default off)")
+                       help="compute in half precision with float32 weights and a float32 output layer: "
+                            "mixed_bfloat16 on GPUs of compute capability 8.0 and up, else mixed_float16 with loss "
+                            "scaling; the run's config records which (default off)")
     group.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                        help="compile the training step with XLA (default: Keras decides, on with a GPU and off on "
                             "a CPU-only machine)")

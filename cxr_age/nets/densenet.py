@@ -13,6 +13,7 @@ import keras
 
 from cxr_age.errors import CxrAgeError
 from cxr_age.nets.head import Head
+from cxr_age.nets.precision import check_policy
 
 BACKBONES = {
     "densenet121": keras.applications.DenseNet121,
@@ -32,13 +33,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class NetworkOptions:
     """How the network is built beyond its shape. `bn_momentum` sets every batch-normalisation layer's
     moving-average momentum (Keras's default 0.99 averages over ~100 steps, so runs of only a few hundred
-    steps need less, or inference uses statistics still near their start). `mixed_precision` builds under
-    the `mixed_float16` policy (Micikevicius et al. 2018): float16 computation, float32 variables, and the
-    output layer kept in float32. `synchronized_bn` makes batch normalisation reduce its batch statistics over
-    all replicas of a `tf.distribute` strategy (the global batch, as on one device)."""
+    steps need less, or inference uses statistics still near their start). `policy` is the Keras dtype
+    policy the network is built under: `float32`, or a mixed one (`mixed_float16` or `mixed_bfloat16`,
+    `cxr_age.nets.precision`: half-precision computation, float32 variables, the output layer kept in
+    float32). `synchronized_bn` makes batch normalisation reduce its batch statistics over all replicas of a
+    `tf.distribute` strategy (the global batch, as on one device)."""
 
     bn_momentum: float = 0.99
-    mixed_precision: bool = False
+    policy: str = "float32"
     synchronized_bn: bool = False
 
 
@@ -84,7 +86,7 @@ def build_model(head: Head, backbone: str, image_size: int, weights: str | None 
         (None, 1)
     """
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if options.mixed_precision else "float32")
+    keras.config.set_dtype_policy(check_policy(options.policy))
     try:
         return _build_model(head, backbone, image_size, weights, options)
     finally:

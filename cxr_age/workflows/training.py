@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -26,6 +27,7 @@ from cxr_age.io.splits import SPLIT_COLUMNS, SPLITS, assign_splits
 from cxr_age.io.store import PreparedStore, matching_store
 from cxr_age.nets.densenet import NetworkOptions, build_model
 from cxr_age.nets.distribute import describe, is_chief, make_strategy, run_folder_suffix
+from cxr_age.nets.precision import check_policy, gpu_capability, mixed_policy
 from cxr_age.run import Run
 from cxr_age.workflows.evaluation import evaluate
 
@@ -107,6 +109,18 @@ def prepare_data(config: Experiment, run: Run | str | os.PathLike, selection: Se
     return selection, parts, store
 
 
+def with_precision_policy(experiment: Experiment) -> Experiment:
+    """With `mixed_precision`, the experiment with the mixed policy that fits this machine's chip (bfloat16 on
+    GPUs of compute capability 8.0 and up, float16 with loss scaling elsewhere; `cxr_age.nets.precision`), or
+    the one its `precision_policy` names, so that the run's config records what was used; without, no policy."""
+    settings = experiment.train
+    policy = None
+    if settings.mixed_precision:
+        policy = check_policy(settings.precision_policy or mixed_policy(gpu_capability()))
+        log.info("mixed precision: %s", policy)
+    return replace(experiment, train=replace(settings, precision_policy=policy))
+
+
 def train(experiment: Experiment, out: str | os.PathLike | None = None, *,
           callbacks: Sequence[keras.callbacks.Callback] = (),
           strategy: tf.distribute.Strategy | None = None) -> Run | None:
@@ -134,6 +148,7 @@ def train(experiment: Experiment, out: str | os.PathLike | None = None, *,
     """
     selection = select(experiment.data)  # a bad table stops here, before a run folder exists
     log_selection(selection, experiment.data, log)
+    experiment = with_precision_policy(experiment)
     name = experiment.train.strategy
     suffix = run_folder_suffix(name)
     strategy = strategy or make_strategy(name)
@@ -160,7 +175,7 @@ def _train(config: Experiment, run: Run, extra_callbacks: Sequence[keras.callbac
                               settings.batch_size, feed, store)
     val_data = make_dataset(parts["val"], task.targets(parts["val"], settings.age_scale), size,
                             settings.batch_size, Feed(seed=config.data.seed), store)
-    options = NetworkOptions(settings.bn_momentum, bool(settings.mixed_precision),
+    options = NetworkOptions(settings.bn_momentum, settings.precision_policy or "float32",
                              synchronized_bn=strategy.num_replicas_in_sync > 1)
     with strategy.scope():
         model = build_model(task.head, settings.backbone, size, settings.weights, options)
