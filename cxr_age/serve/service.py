@@ -74,7 +74,15 @@ def _scratch_root() -> Path:
 
 
 class AgeService:
-    """A regressor, an optional age-group classifier, and what is needed to answer requests with them."""
+    """A regressor, an optional age-group classifier, and what is needed to answer requests with them.
+
+    Examples:
+        >>> service = AgeService(AgeModel.load("runs/regress-demo-1a2b3c4d"))
+        >>> job, refused = service.store([Upload("study.dcm", data)], saliency=False)
+        >>> outcome, = service.predict_jobs([job])
+        >>> rows, skipped = service.labelled(job, outcome)
+        >>> service.discard(job)
+    """
 
     def __init__(self, regressor: AgeModel, classifier: AgeModel | None = None,
                  options: ServiceOptions = ServiceOptions()) -> None:
@@ -84,11 +92,11 @@ class AgeService:
         self.root = _scratch_root()
         self._maps = None
         self._requests = 0
+        # What `/api/model` says: the models that answer (`AgeModel.summary`), and the notice a demo carries.
         models = {"regressor": regressor.summary(), "classifier": classifier.summary() if classifier else None}
         demo = any(summary and summary["demo"] for summary in models.values())
         self.description = {**models, "engine": regressor.engine.name, "saliency": self.saliency_available,
                             "notice": DEMO_NOTICE if demo else None}
-        """The models that answer (their summaries, `AgeModel.summary`), and the notice a demo carries."""
 
     @property
     def saliency_available(self) -> bool:
