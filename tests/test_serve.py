@@ -174,8 +174,8 @@ def test_a_full_queue_answers_503(phantom_run, studies):
     import uvicorn
 
     from cxr_age.age_model import AgeModel
-    from cxr_age.serve.app import ServerLimits, create_app
-    from cxr_age.serve.batcher import Batching
+    from cxr_age.serve.app import create_app
+    from cxr_age.serve.limits import Batching, ServerLimits
     from cxr_age.serve.service import AgeService
 
     service = AgeService(AgeModel.load(phantom_run[0]))

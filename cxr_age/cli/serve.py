@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from cxr_age.bundle.fetch import is_url
 from cxr_age.cli.base import Parser, flag_words, run
 from cxr_age.cli.options import coverage_level, load_task_model, positive_int, run_or_latest
+from cxr_age.cli.predict import summary_line
 from cxr_age.engines import ENGINES
 from cxr_age.errors import CxrAgeError
 from cxr_age.run import RUNS_ROOT
+from cxr_age.serve.limits import MAX_PIXELS, MIB, Batching, ServerLimits, UploadLimits
 from cxr_age.tasks import CLASSIFY, REGRESS
 
 PROG = "cxr-age-serve"
 MODEL_FLAGS = {REGRESS: "MODEL", CLASSIFY: "--classify-model"}
-MIB = 2**20
 
 
 def build_parser() -> Parser:
@@ -52,17 +53,21 @@ def build_parser() -> Parser:
     return parser
 
 
+UPLOADS, BATCHING = UploadLimits(), Batching()
 LIMIT_FLAGS = (  # flag, type, default, help
-    ("--max-file-mb", positive_int, 50, "largest file accepted, MiB (default 50; larger: 413)"),
-    ("--max-request-mb", positive_int, 100, "largest request accepted, MiB (default 100; larger: 413)"),
-    ("--max-files", positive_int, 100, "most files in one request (default 100; more: 413)"),
-    ("--max-pixels", positive_int, 64_000_000, "largest image its header may declare, in pixels (default "
-                                               "64,000,000): larger files are skipped before decoding"),
-    ("--queue", positive_int, 32, "requests in progress at once (default 32); more are answered 503 with "
-                                  "Retry-After"),
-    ("--batch-window-ms", float, 20, "how long the first request of a batch waits for others to join it "
-                                     "(default 20)"),
-    ("--max-batch", positive_int, 32, "most images of several requests predicted together (default 32)"),
+    ("--max-file-mb", positive_int, UPLOADS.file_bytes // MIB, "largest file accepted, MiB (default %(default)s; "
+                                                               "larger: 413)"),
+    ("--max-request-mb", positive_int, UPLOADS.request_bytes // MIB, "largest request accepted, MiB (default "
+                                                                     "%(default)s; larger: 413)"),
+    ("--max-files", positive_int, UPLOADS.files, "most files in one request (default %(default)s; more: 413)"),
+    ("--max-pixels", positive_int, MAX_PIXELS, f"largest image its header may declare, in pixels (default "
+                                               f"{MAX_PIXELS:,}): larger files are skipped before decoding"),
+    ("--queue", positive_int, BATCHING.capacity, "requests in progress at once (default %(default)s); more are "
+                                                 "answered 503 with Retry-After"),
+    ("--batch-window-ms", float, BATCHING.window * 1000, "how long the first request of a batch waits for "
+                                                         "others to join it (default %(default)g)"),
+    ("--max-batch", positive_int, BATCHING.max_images, "most images of several requests predicted together "
+                                                       "(default %(default)s)"),
     ("--batch-size", positive_int, 16, "images per forward pass (default 16)"),
 )
 
@@ -110,9 +115,7 @@ def _main(argv: Sequence[str] | None) -> None:
     try:
         import uvicorn
 
-        from cxr_age.serve.app import ServerLimits, create_app
-        from cxr_age.serve.batcher import Batching
-        from cxr_age.serve.uploads import UploadLimits
+        from cxr_age.serve.app import create_app
     except ImportError as err:
         raise CxrAgeError(f"cxr-age-serve needs the serve extra ({err.name} is missing): "
                           "pip install \"cxr-age[serve]\"") from None
@@ -124,10 +127,9 @@ def _main(argv: Sequence[str] | None) -> None:
     app = create_app(service, limits)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    for name, summary in (("regressor", service.description["regressor"]),
-                          ("classifier", service.description["classifier"])):
-        if summary:
-            print(f"{PROG}: {name} {summary['run']} ({summary['backbone']}, {summary['image_size']} px)")
+    for name in ("regressor", "classifier"):
+        if service.description[name]:
+            print(f"{PROG}: {summary_line(name, service.description[name])}")
     if not _local(host):
         print(f"{PROG}: listening on {shown}:{port}, which other machines can reach; this server has no sign-in and "
               "no TLS: put it behind a reverse proxy that has both (docs/serve.md)", file=sys.stderr)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +28,17 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from cxr_age import __version__
-from cxr_age.serve.batcher import Batcher, Batching, Busy
+from cxr_age.serve.batcher import Batcher, Busy
+from cxr_age.serve.limits import ServerLimits, UploadLimits
 from cxr_age.serve.service import AgeService, Job, Outcome
-from cxr_age.serve.uploads import BadForm, TooLarge, UploadLimits, check_length, read_form
+from cxr_age.serve.uploads import BadForm, TooLarge, check_length, read_form
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+DEFAULT_LIMITS = ServerLimits()
 TRUE_WORDS = ("1", "true", "on", "yes")
 PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """The upload limits and the batching of requests."""
-
-    uploads: UploadLimits = UploadLimits()
-    batching: Batching = Batching()
 
 
 class Skipped(BaseModel):
@@ -84,7 +78,7 @@ def _refusal(status: int, message: str, retry: bool = False) -> JSONResponse:
     return JSONResponse({"detail": message}, status, headers={"Retry-After": "1"} if retry else None)
 
 
-def create_app(service: AgeService, limits: ServerLimits = ServerLimits()) -> FastAPI:
+def create_app(service: AgeService, limits: ServerLimits = DEFAULT_LIMITS) -> FastAPI:
     """The application answering with `service`'s models within `limits`.
 
     Examples:

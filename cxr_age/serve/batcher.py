@@ -11,23 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from cxr_age.serve.limits import Batching
+
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 log = logging.getLogger(__name__)
+DEFAULT_BATCHING = Batching()
 
 
 class Busy(Exception):
     """Every place in the queue is taken (HTTP 503)."""
-
-
-@dataclass(frozen=True)
-class Batching:
-    """The batching window in seconds, the most images combined into one batch, and how many requests may be
-    in the house (queued or being predicted) at once."""
-
-    window: float = 0.02
-    max_images: int = 32
-    capacity: int = 32
 
 
 @dataclass
@@ -46,7 +39,7 @@ class Batcher(Generic[Job, Result]):
         ...     result = await batcher.submit(job, size=len(job.files))
     """
 
-    def __init__(self, work: Callable[[Sequence[Job]], list[Result]], batching: Batching = Batching()) -> None:
+    def __init__(self, work: Callable[[Sequence[Job]], list[Result]], batching: Batching = DEFAULT_BATCHING) -> None:
         self.work = work
         self.batching = batching
         self.in_house = 0

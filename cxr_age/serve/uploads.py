@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from cxr_age.serve.limits import MIB, UploadLimits
+
 FIELD_BYTES = 1024  # a form field that is not a file (`saliency=1`) is a word, never a payload
 
 
@@ -21,15 +23,6 @@ class TooLarge(Exception):
 
 class BadForm(Exception):
     """The body is not a multipart form (HTTP 400)."""
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    """Bytes per file and per request, and files per request."""
-
-    file_bytes: int = 50 * 2**20
-    request_bytes: int = 100 * 2**20
-    files: int = 100
 
 
 @dataclass
@@ -91,7 +84,7 @@ class _Collector:
         limit = FIELD_BYTES if self.filename is None else self.limits.file_bytes
         if len(self.data) > limit:
             raise TooLarge("a form field is too long" if self.filename is None else
-                           f"a file is over the limit of {limit / 2**20:g} MiB")
+                           f"a file is over the limit of {limit / MIB:g} MiB")
 
     def part_end(self) -> None:
         if self.filename is None:
@@ -111,7 +104,7 @@ def _boundary(content_type: str) -> bytes:
 def check_length(content_length: str | None, limits: UploadLimits) -> None:
     """Refuse a request whose declared length is over the limit before any of it is read."""
     if content_length and content_length.isdigit() and int(content_length) > limits.request_bytes:
-        raise TooLarge(f"the request is over the limit of {limits.request_bytes / 2**20:g} MiB")
+        raise TooLarge(f"the request is over the limit of {limits.request_bytes / MIB:g} MiB")
 
 
 async def read_form(content_type: str, body: AsyncIterator[bytes], limits: UploadLimits) -> Form:
@@ -122,7 +115,7 @@ async def read_form(content_type: str, body: AsyncIterator[bytes], limits: Uploa
     async for chunk in body:
         received += len(chunk)
         if received > limits.request_bytes:
-            raise TooLarge(f"the request is over the limit of {limits.request_bytes / 2**20:g} MiB")
+            raise TooLarge(f"the request is over the limit of {limits.request_bytes / MIB:g} MiB")
         try:
             parser.write(chunk)
         except TooLarge:
