@@ -80,7 +80,9 @@ def build_parser() -> Parser:
     return parser
 
 
-def _summary_line(name: str, summary: dict) -> str:
+def summary_line(name: str, summary: dict) -> str:
+    """A model summary (`AgeModel.summary`) as one line: its run, network, test metric beside the baseline's,
+    and the demonstration notice."""
     parts = [f"{name}: {summary['run']} ({summary['backbone']}, {summary['image_size']} px)"]
     for key, unit in (("test_mae", " years"), ("test_macro_auc", "")):
         if key in summary:
@@ -156,13 +158,12 @@ def _main(argv: Sequence[str] | None) -> None:
     log = PredictionLog.open(Path(args.csv), _settings(args, regress_run)) if args.csv else None
     regressor = load_task_model(regress_run, REGRESS, (args.sha256, args.engine), MODEL_FLAGS)
     classifier = (load_task_model(args.classify_run, CLASSIFY, (args.classify_sha256, args.engine), MODEL_FLAGS)
-                  if args.classify_run
-                  else None)
+                  if args.classify_run else None)
     summaries = {"regressor": regressor.summary(), "classifier": classifier.summary() if classifier else None}
     echo = (lambda line: print(line, file=sys.stderr)) if args.json else print
     for name, summary in summaries.items():
         if summary:
-            echo(f"{PROG}: {_summary_line(name, summary)}")
+            echo(f"{PROG}: {summary_line(name, summary)}")
     overlay_dir = None
     if args.saliency:
         overlay_dir = Path(args.overlay_dir) if args.overlay_dir else (log.csv.parent if log else Path.cwd())

@@ -13,7 +13,7 @@ import numpy as np
 from cxr_age.config import DEMO_NOTICE
 from cxr_age.io.files import claim_file
 from cxr_age.saliency.methods import MapSettings, SaliencyMaps
-from cxr_age.saliency.plots import COLOURS, study_figure
+from cxr_age.saliency.plots import COLOURS, MAP_ALPHA, study_figure
 from cxr_age.tasks import REGRESS
 
 
@@ -36,9 +36,6 @@ class StudyOverlays:
             row["saliency_png"] = str(path)
 
 
-OVERLAY_ALPHA = 0.55  # the figures' map opacity (`cxr_age.saliency.plots`)
-
-
 def overlay_png(image: np.ndarray, saliency: np.ndarray) -> bytes:
     """The map (scaled to its maximum) in the figures' colour map blended over the gray image, both
     `[h, w]` in [0, 1], as PNG bytes."""
@@ -46,6 +43,6 @@ def overlay_png(image: np.ndarray, saliency: np.ndarray) -> bytes:
     scaled = np.uint8(np.clip(saliency / peak if peak > 0 else saliency, 0, 1) * 255)
     colours = cv2.applyColorMap(scaled, getattr(cv2, f"COLORMAP_{COLOURS.upper()}"))
     gray = cv2.cvtColor(np.uint8(np.clip(image, 0, 1) * 255), cv2.COLOR_GRAY2BGR)
-    blended = cv2.addWeighted(colours, OVERLAY_ALPHA, gray, 1 - OVERLAY_ALPHA, 0)
+    blended = cv2.addWeighted(colours, MAP_ALPHA, gray, 1 - MAP_ALPHA, 0)
     _, encoded = cv2.imencode(".png", blended)
     return encoded.tobytes()

@@ -16,6 +16,7 @@ from cxr_age.saliency.sanity import SURVIVAL_THRESHOLD, SanityResult
 from cxr_age.viz.figures import new_figure, save_figure
 
 COLOURS = "inferno"
+MAP_ALPHA = 0.55  # the map's opacity over the image
 SCALE_LABEL = "saliency (panel maximum = 1)"
 
 
@@ -27,7 +28,7 @@ def _overlay(axes: Axes, image: np.ndarray | None, saliency: np.ndarray | None, 
         return None
     axes.imshow(image, cmap="gray", vmin=0, vmax=1)
     peak = float(saliency.max())
-    return axes.imshow(saliency / peak if peak > 0 else saliency, cmap=COLOURS, alpha=0.55, vmin=0, vmax=1)
+    return axes.imshow(saliency / peak if peak > 0 else saliency, cmap=COLOURS, alpha=MAP_ALPHA, vmin=0, vmax=1)
 
 
 def group_figure(group: GroupMaps, method: str, path: Path, note: str = "") -> Path:

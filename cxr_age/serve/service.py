@@ -26,11 +26,11 @@ from cxr_age.config import DEMO_NOTICE
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.declared_size import declared_pixels
 from cxr_age.io.dicom import DICOM_SUFFIXES
+from cxr_age.serve.limits import MAX_PIXELS
 from cxr_age.serve.uploads import Upload
 from cxr_age.workflows.prediction import IMAGE_SUFFIXES, Predicting, Reading, predict_batches
 
 log = logging.getLogger(__name__)
-MAX_PIXELS = 64_000_000  # a 12,000 x 5,300 film scan; a detector is at most about 4,300 x 4,300
 KNOWN_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES
 
 
@@ -92,6 +92,8 @@ class AgeService:
         self.root = _scratch_root()
         self._maps = None
         self._requests = 0
+        self.how = Predicting(options.batch_size, options.coverage,
+                              Reading(options.any_dicom, age_from_header=True), progress=False, compiled=True)
         # What `/api/model` says: the models that answer (`AgeModel.summary`), and the notice a demo carries.
         models = {"regressor": regressor.summary(), "classifier": classifier.summary() if classifier else None}
         demo = any(summary and summary["demo"] for summary in models.values())
@@ -180,11 +182,8 @@ class AgeService:
     def _predict(self, files: list[Path], with_maps: set[Path]) -> tuple[list[dict], list[tuple[str, str]]]:
         if not files:
             return [], []
-        how = Predicting(self.options.batch_size, self.options.coverage,
-                         Reading(self.options.any_dicom, age_from_header=True, threads=None), progress=False,
-                         compiled=True)
         rows, skipped = [], []
-        for batch in predict_batches(files, self.regressor, self.classifier, how):
+        for batch in predict_batches(files, self.regressor, self.classifier, self.how):
             wanted = [i for i, row in enumerate(batch.rows) if Path(row["file"]) in with_maps]
             if wanted:
                 self._add_maps([batch.rows[i] for i in wanted], batch.images[wanted])
