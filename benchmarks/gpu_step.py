@@ -12,8 +12,17 @@ also the rate at which the input must deliver images to keep the device busy; th
 CPU cores it would take at a per-core decode rate (--png-per-core, default: this project's measured raw PNG
 path, docs/benchmarks.md) and says whether a prepared store's rate (--store-rate) covers it.
 
+With --peer torch, torchvision's DenseNet169/201 with one grey channel are timed the same way in the same run
+(`benchmarks/torch_peer.py`, in a process of its own before ours, with JAX's preallocation of 75% of the GPU's
+memory turned off so that the peer has the memory it needs), and
+each of our rows is given as a ratio to the peer's at the same network, size, batch and precision (float32;
+bfloat16 or float16 autocast for our mixed policies). With --train-command, instead of the step table, one
+epoch of the real training command is timed (`benchmarks/train_epoch.py`: `cxr_age.train` on the embedded
+sample from a prepared store) at the first --sizes and --batch-size.
+
     KERAS_BACKEND=jax python benchmarks/gpu_step.py [--sizes 256 512] [--batch-size 64 128 256] [--steps 20]
-        [--peak-tflops 790] [--cache DIR] [--json FILE]
+        [--peak-tflops 790] [--peer torch] [--cache DIR] [--json FILE]
+    KERAS_BACKEND=jax python benchmarks/gpu_step.py --train-command [float32|mixed] --sizes 256 --batch-size 64
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +42,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PAPER_NETWORKS = (("regress", "densenet169", "mse"), ("classify", "densenet201", "crossentropy"))
+BENCHMARKS = Path(__file__).resolve().parent
+PEER_PRECISION = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 
 def _batch(task: str, size: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +113,52 @@ def _line(row: dict, args: argparse.Namespace, float32_rate: float | None) -> st
             f"{peak}; to feed it: {_feeds(row['images_per_second'], args)}")
 
 
+def peer_rows(args: argparse.Namespace, policies: tuple[str, ...]) -> list[dict]:
+    """torchvision's rows for the same networks, sizes, batches and precisions (`benchmarks/torch_peer.py`)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "peer.json"
+        command = [sys.executable, str(BENCHMARKS / "torch_peer.py"), "--sizes", *map(str, args.sizes),
+                   "--networks", *args.networks, "--batch-size", *map(str, args.batch_size), "--precisions",
+                   *(PEER_PRECISION[policy] for policy in policies), "--steps", str(args.steps), "--repeats",
+                   str(args.repeats), "--json", str(out)]
+        subprocess.run(command, check=True)
+        return json.loads(out.read_text())["rows"]
+
+
+def versus_peer(rows: list[dict], peers: list[dict], args: argparse.Namespace) -> list[str]:
+    """Each of our rows over torchvision's at the same network, size, batch and precision."""
+    peer = {(p["task"], p["size"], p["batch_size"], p["precision"]): p for p in peers}
+    lines = []
+    for row in rows:
+        match = peer.get((row["task"], row["size"], row["batch_size"], PEER_PRECISION[row["policy"]]))
+        if match is None:
+            continue
+        tflops = 3 * row["forward_gflops"] * 1e9 * match["images_per_second"] / 1e12
+        share = f" ({tflops / args.peak_tflops:.1%} of the chip)" if args.peak_tflops else ""
+        lines.append(f"{row['backbone']:<12} {row['size']:4d} px batch {row['batch_size']:<4d} {row['policy']:<14} "
+                     f"ours {row['images_per_second']:8.1f} / torchvision {match['images_per_second']:8.1f} images/s "
+                     f"= {row['images_per_second'] / match['images_per_second']:.2f}x; torchvision at "
+                     f"{tflops:.1f} TFLOP/s{share}")
+    return lines
+
+
+def train_command(args: argparse.Namespace) -> dict:
+    """One epoch of the real training command timed (`benchmarks/train_epoch.py`), printed."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import train_epoch
+
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="cxr-age-train-command-") as scratch:
+        os.chdir(scratch)
+        try:
+            result = train_epoch.time_training(args.networks[0], args.sizes[0], args.batch_size[0], 2,
+                                               args.train_command == "mixed")
+        finally:
+            os.chdir(previous)
+    print("\n".join(train_epoch.report(result)), flush=True)
+    return result
+
+
 def measure(args: argparse.Namespace, policies: tuple[str, ...]) -> list[dict]:
     """A row per network, size, batch size and policy, printed as it is measured."""
     rows = []
@@ -134,7 +193,17 @@ def main() -> None:
                              "measured dense bfloat16 rate)")
     parser.add_argument("--cache", type=Path,
                         help="XLA's compilation cache folder (default: the user's cache, ~/.cache/cxr-age/xla)")
+    parser.add_argument("--peer", choices=("torch",),
+                        help="also time torchvision's DenseNets the same way, first, and give our rates over theirs")
+    parser.add_argument("--train-command", nargs="?", const="float32", choices=("float32", "mixed"),
+                        help="instead: time the real training command (2 epochs of the first --networks on the "
+                             "embedded sample, first --sizes and --batch-size), in float32 or the chip's mixed policy")
     args = parser.parse_args()
+    if args.json:
+        args.json = args.json.resolve()
+    if args.peer:
+        # JAX would otherwise take 75% of the GPU's memory when it first looks at the device, before the peer runs.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import keras
 
     from cxr_age.nets.compile_cache import enable_compile_cache
@@ -146,13 +215,19 @@ def main() -> None:
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, devices {devices or 'default'}, "
           f"batch {args.batch_size}, {args.steps} steps x {args.repeats} passes after a warm-up; compilation cache "
           f"{cache or 'none (not JAX)'}", flush=True)
-    rows = measure(args, ("float32", mixed))
+    figures = {"backend": keras.backend.backend(), "devices": devices, "cache": str(cache) if cache else None,
+               "environment": {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND")}}
+    if args.train_command:
+        figures["train_command"] = train_command(args)
+    else:
+        peers = peer_rows(args, ("float32", mixed)) if args.peer else []
+        figures["rows"] = measure(args, ("float32", mixed))
+        figures["peer_rows"] = peers
+        for line in versus_peer(figures["rows"], peers, args):
+            print(line, flush=True)
+    figures["tensorflow_imported"] = sys.modules.get("tensorflow") is not None
     if args.json:
-        args.json.write_text(json.dumps({"backend": keras.backend.backend(), "devices": devices,
-                                         "tensorflow_imported": "tensorflow" in sys.modules,
-                                         "cache": str(cache) if cache else None,
-                                         "environment": {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND")},
-                                         "rows": rows}, indent=2))
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def tf_data(paths: list[str], size: int, store=None) -> float:
 
 
 def _store(paths: list[str], size: int, folder: Path):
-    from cxr_age.io.store import PreparedStore, prepare_store
+    from cxr_age.io.store import PreparedStore
+    from cxr_age.io.store_writer import prepare_store
 
     prepare_store(_frame(paths), size, folder, progress=False)
     return PreparedStore(folder)

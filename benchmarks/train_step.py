@@ -20,9 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_age.config import DataConfig, TrainConfig
-from cxr_age.io.pipeline import Feed, make_dataset
+from cxr_age.io.feed import Feed
+from cxr_age.io.pipeline import make_dataset
 from cxr_age.io.selection import select
-from cxr_age.io.store import PreparedStore, prepare_store
+from cxr_age.io.store import PreparedStore
+from cxr_age.io.store_writer import prepare_store
 from cxr_age.nets.densenet import NetworkOptions, build_model
 from cxr_age.tasks import REGRESS
 

@@ -21,6 +21,7 @@ from cxr_age.engines import KerasEngine, OnnxEngine, load_engine
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.batches import ReadBatch
 from cxr_age.run import Run
+from cxr_age.runtime import require_tensorflow
 from cxr_age.tasks import Task
 
 Images = str | Path | np.ndarray | Sequence[str | Path | np.ndarray]
@@ -188,6 +189,7 @@ class AgeModel:
         """
         if not isinstance(self.engine, KerasEngine):
             raise CxrAgeError("saliency maps need the keras engine (tf-keras-vis differentiates the Keras network)")
+        require_tensorflow("saliency maps (tf-keras-vis)")
         from cxr_age.saliency.methods import MapSettings, SaliencyMaps
 
         inputs = self.preprocess(images)

@@ -9,7 +9,8 @@ from PIL import Image
 from cxr_age.config import DataConfig
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.decode import decode_gray, load_image
-from cxr_age.io.pipeline import Feed, make_dataset
+from cxr_age.io.feed import Feed
+from cxr_age.io.pipeline import make_dataset
 from cxr_age.io.selection import select
 from cxr_age.tasks import CLASSIFY, REGRESS
 

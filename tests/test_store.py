@@ -18,9 +18,12 @@ from helpers import FULL_SIZE, guarded_environment, write_bar_images
 from cxr_age.config import DataConfig, Experiment, TrainConfig
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.decode import load_image
-from cxr_age.io.pipeline import Feed, make_dataset
+from cxr_age.io.feed import Feed
+from cxr_age.io.pipeline import make_dataset
 from cxr_age.io.selection import select
-from cxr_age.io.store import PreparedStore, matching_store, prepare_store
+from cxr_age.io.store import PreparedStore, matching_store
+from cxr_age.io.store_batches import StoreBatches
+from cxr_age.io.store_writer import prepare_store
 from cxr_age.tasks import REGRESS
 from cxr_age.workflows.training import prepare_data
 
@@ -71,6 +74,35 @@ def test_batches_from_the_store_match_the_raw_files(bars, tmp_path):
     shuffled = make_dataset(good, REGRESS.targets(good), SIZE, 3, Feed(shuffle=True), store)
     targets = np.sort(np.concatenate([y.numpy() for _, y in shuffled]))
     np.testing.assert_allclose(targets, np.sort(good["age"].to_numpy() / 90), rtol=1e-6)
+
+
+def test_numpy_batches_of_a_store_are_the_tf_data_batches(bars, tmp_path):
+    """`StoreBatches` (what feeds a network without TensorFlow) gives the tf.data pipeline's pixels and targets
+    in order; shuffled, every epoch is a new order of every image once, the same for the same seed."""
+    good = bars.drop(index=5).reset_index(drop=True)
+    prepare_store(good, SIZE, tmp_path / "store", shard_size=4, progress=False)
+    store = PreparedStore(tmp_path / "store")
+    targets = REGRESS.targets(good)
+    ordered = StoreBatches(store, good, targets, 4)
+    assert len(ordered) == 3 and [len(ordered[i][0]) for i in range(3)] == [4, 4, 3]
+    for (images, ages), (tf_images, tf_ages) in zip((ordered[i] for i in range(3)),
+                                                    make_dataset(good, targets, SIZE, 4, store=store)):
+        np.testing.assert_array_equal(images, tf_images.numpy())
+        np.testing.assert_array_equal(ages, tf_ages.numpy())
+
+    def epochs(seed: int) -> list[list[float]]:
+        batches = StoreBatches(store, good, targets, 3, Feed(shuffle=True, seed=seed))
+        orders = []
+        for _ in range(2):
+            orders.append(np.concatenate([batches[i][1] for i in range(len(batches))]).tolist())
+            batches.on_epoch_end()
+        return orders
+
+    first, second = epochs(seed=7)
+    assert sorted(first) == sorted(second) == sorted(targets.tolist()) and first != second
+    assert epochs(seed=7) == [first, second] and epochs(seed=8)[0] != first
+    with pytest.raises(CxrAgeError, match="`augment` runs in the tf.data pipeline"):
+        StoreBatches(store, good, targets, 4, Feed(augment=True))
 
 
 def test_a_store_matches_only_unchanged_images_of_its_size(bars, tmp_path):

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from cxr_age.errors import CxrAgeError
+from cxr_age.runtime import tensorflow_missing
 
 EXIT_USAGE = 2
 PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
@@ -139,6 +140,11 @@ def run(prog: str, body: Callable[[Sequence[str] | None], int | None], argv: Seq
         return body(argv) or 0
     except CxrAgeError as err:
         print(f"{prog}: error: {flag_words(str(err))}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as err:
+        if err.name != "tensorflow":
+            raise
+        print(f"{prog}: error: {tensorflow_missing('this command')}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

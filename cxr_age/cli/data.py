@@ -143,7 +143,7 @@ def check_command(config: DataConfig, out: str | None) -> None:
 
 def prepare_command(config: DataConfig, out: str | None, shard_size: int) -> None:
     from cxr_age.io.image_check import check_missing
-    from cxr_age.io.store import prepare_store
+    from cxr_age.io.store_writer import prepare_store
 
     selection = select(config, default=SAMPLE)
     _report_selection("prepare", selection, config)

@@ -13,6 +13,7 @@ from cxr_age.cli.options import positive_int, run_or_latest
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.ages import GROUP_LABELS
 from cxr_age.run import RUNS_ROOT
+from cxr_age.runtime import require_tensorflow
 from cxr_age.saliency import CAM_METHODS, METHODS
 from cxr_age.saliency.regions import mass_share_table
 from cxr_age.tasks import CLASSIFY
@@ -68,6 +69,7 @@ def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     if args.tolerance < 0:
         raise CxrAgeError(f"--tolerance must be 0 or more, got {args.tolerance}")
+    require_tensorflow("saliency maps (tf-keras-vis)")
     run_dir = run_or_latest(args.run, CLASSIFY)
     from cxr_age.saliency.analysis import SaliencyRequest, analyse
     from cxr_age.saliency.methods import MapSettings

@@ -84,8 +84,8 @@ def _main(argv: Sequence[str] | None) -> None:
         return
     for line in summary_lines(trained.metrics(), experiment.task):
         print(line)
-    print(f"wrote {trained}: {Run.MODEL}, {Run.HISTORY}, {Run.METRICS}, predictions_*.csv, figures (*.png), "
-          f"{Run.TENSORBOARD}/")
+    logs = f", {Run.TENSORBOARD}/" if trained.file(Run.TENSORBOARD).is_dir() else ""
+    print(f"wrote {trained}: {Run.MODEL}, {Run.HISTORY}, {Run.METRICS}, predictions_*.csv, figures (*.png){logs}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

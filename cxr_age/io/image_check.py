@@ -11,7 +11,6 @@ import os
 import pandas as pd
 
 from cxr_age.errors import CxrAgeError
-from cxr_age.io.decode import find_unreadable
 from cxr_age.io.selection import Selection
 from cxr_age.io.store import PreparedStore
 
@@ -44,7 +43,13 @@ def check_images(selection: Selection, skip_missing: bool, skip_unreadable: bool
     if "skipped_missing" not in selection.counts:
         check_missing(selection, skip_missing)
     frame = selection.frame
-    failures = store.failures(frame["path"]) if store else find_unreadable(frame["path"].tolist(), progress)
+    if store is not None:
+        failures = store.failures(frame["path"])
+    else:
+        # Imported here: the decoder is TensorFlow's, and a store's record serves a machine without it.
+        from cxr_age.io.decode import find_unreadable
+
+        failures = find_unreadable(frame["path"].tolist(), progress)
     unreadable = pd.Series(False, index=frame.index)
     unreadable.iloc[list(failures)] = True
     reasons = pd.Series([failures.get(i, "") for i in range(len(frame))], index=frame.index)

@@ -7,15 +7,13 @@ Files are decoded and resized by `cxr_age.io.decode` in parallel; targets are gi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from cxr_age.errors import CxrAgeError
 from cxr_age.io.decode import AUTOTUNE, load_image
+from cxr_age.io.feed import Feed
 from cxr_age.io.store import PreparedStore
 
 
@@ -40,16 +38,6 @@ def _store_images(store: PreparedStore, ids: tf.Tensor) -> tf.Tensor:
     return images[..., None]
 
 
-@dataclass(frozen=True)
-class Feed:
-    """How batches are fed: shuffled (seeded, reshuffled each epoch) or in order, and with light augmentation
-    or without."""
-
-    shuffle: bool = False
-    augment: bool = False
-    seed: int = 0
-
-
 def make_dataset(frame: pd.DataFrame, targets: np.ndarray, image_size: int, batch_size: int,
                  feed: Feed = Feed(), store: PreparedStore | None = None) -> tf.data.Dataset:
     """Batches of `(image, target)` from the `path` column and the matching `targets` (a task's, e.g.
@@ -59,8 +47,8 @@ def make_dataset(frame: pd.DataFrame, targets: np.ndarray, image_size: int, batc
     Examples:
         >>> data = make_dataset(frame, REGRESS.targets(frame), 64, 16, Feed(shuffle=True))
     """
-    if store is not None and store.image_size != image_size:
-        raise CxrAgeError(f"the prepared store {store.folder} holds {store.image_size} px images, not {image_size}")
+    if store is not None:
+        store.require_size(image_size)
     sources = store.ids(frame["path"]) if store is not None else frame["path"].to_numpy(dtype=str)
     data = tf.data.Dataset.from_tensor_slices((sources, targets))
     if feed.shuffle:

@@ -11,6 +11,9 @@ only NumPy; and each shard is one file, written under a temporary name, renamed 
 its SHA-256 in a sidecar file. An interrupted `prepare` keeps every shard whose sidecar matches its file and
 redoes the rest. The index (written last) lists every image with the size and modification time of its file,
 so a store whose images changed no longer matches and the raw files are read instead.
+
+This module holds the format and the reader, which need NumPy alone (so a machine without TensorFlow trains
+from a store, `cxr_age.io.store_batches`); `cxr_age.io.store_writer` decodes and writes stores.
 """
 
 from __future__ import annotations
@@ -19,18 +22,13 @@ import hashlib
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
-from tqdm import tqdm
 
 from cxr_age.errors import CxrAgeError
-from cxr_age.io.decode import AUTOTUNE, failure_reason, load_image
-from cxr_age.io.files import LOCK, folder_lock, write_atomic, write_csv, write_json
 
 STORE_ROOT = Path("prepared")
 MANIFEST = "manifest.json"
@@ -52,7 +50,8 @@ def selection_digest(files: pd.DataFrame, image_size: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks of 16 MiB."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 24), b""):
@@ -60,88 +59,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _shard_files(folder: Path, shard: int) -> tuple[Path, Path]:
+def shard_files(folder: Path, shard: int) -> tuple[Path, Path]:
+    """A shard's array and its sidecar (hash and failed rows)."""
     return folder / f"shard-{shard:05d}.npy", folder / f"shard-{shard:05d}.json"
 
 
-def _shard_is_complete(folder: Path, shard: int) -> bool:
-    array, sidecar = _shard_files(folder, shard)
-    return array.is_file() and sidecar.is_file() and json.loads(sidecar.read_text())["sha256"] == _sha256(array)
-
-
-def _decode_shard(paths: list[str], image_size: int) -> tuple[np.ndarray, dict[int, str]]:
-    """Decode and resize `paths` in parallel with the training pipeline; rows that fail stay zero."""
-    def load(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return index, tf.cast(tf.round(load_image(path, image_size)[..., 0] * 255.0), tf.uint8)
-
-    images = np.zeros((len(paths), image_size, image_size), np.uint8)
-    data = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
-    done = set()
-    for indices, batch in data.map(load, num_parallel_calls=AUTOTUNE).ignore_errors().batch(64):
-        images[indices.numpy()] = batch.numpy()
-        done.update(indices.numpy().tolist())
-    return images, {i: failure_reason(paths[i]) for i in range(len(paths)) if i not in done}
-
-
-@dataclass
-class Prepared:
-    """What `prepare_store` did: the store's folder, shards written and reused, and failed images."""
-
-    folder: Path
-    written: int
-    reused: int
-    failed: pd.DataFrame
-
-
-def prepare_store(frame: pd.DataFrame, image_size: int, folder: Path | None = None, shard_size: int = 1024,
-                  progress: bool = True, name: str = "store") -> Prepared:
-    """Decode the `path` column of `frame` into a store in `folder` (default:
-    `prepared/<name>-<size>px-<digest>/`, so the same selection finds its partial store again), resuming a
-    store of the same selection and size, locked against a second process; verify every shard written against
-    its recorded hash, then write the index."""
-    files = fingerprints(frame["path"])
-    digest = selection_digest(files, image_size)
-    folder = folder or STORE_ROOT / f"{name}-{image_size}px-{digest[:8]}"
-    manifest = {"format": FORMAT, "image_size": image_size, "shard_size": shard_size, "images": len(files),
-                "digest": digest}
-    saved = folder / MANIFEST
-    if saved.is_file() and json.loads(saved.read_text()) != manifest:
-        raise CxrAgeError(f"{folder} holds a store of other images or settings; choose another `out`")
-    if not saved.is_file() and folder.exists() and any(p.name != LOCK for p in folder.iterdir()):
-        raise CxrAgeError(f"{folder} exists and is not a prepared store; choose another `out` (nothing is overwritten)")
-    folder.mkdir(parents=True, exist_ok=True)
-    with folder_lock(folder):
-        write_json(manifest, saved)
-        return _write_store(files, image_size, folder, shard_size, progress)
-
-
-def _write_store(files: pd.DataFrame, image_size: int, folder: Path, shard_size: int, progress: bool) -> Prepared:
-    shards = range(0, len(files), shard_size)
-    written: list[int] = []
-    reused = 0
-    failures: dict[int, str] = {}
-    with tqdm(total=len(files), desc="preparing", unit="img", disable=None if progress else True) as bar:
-        for shard, start in enumerate(shards):
-            paths = files["path"].iloc[start:start + shard_size].tolist()
-            array, sidecar = _shard_files(folder, shard)
-            if _shard_is_complete(folder, shard):
-                failed = json.loads(sidecar.read_text())["failed"]
-                reused += 1
-            else:
-                images, failed = _decode_shard(paths, image_size)
-                write_atomic(array, lambda temporary, images=images: np.save(temporary, images))
-                write_json({"sha256": _sha256(array), "failed": failed}, sidecar)
-                written.append(shard)
-            failures.update({start + int(row): reason for row, reason in failed.items()})
-            bar.update(len(paths))
-    for shard in written:  # reused shards were checked against their hash when they were reused
-        if not _shard_is_complete(folder, shard):
-            raise CxrAgeError(f"{_shard_files(folder, shard)[0]} does not match its recorded hash after writing; "
-                              "run prepare again to redo it")
-    index = files.assign(shard=np.arange(len(files)) // shard_size, row=np.arange(len(files)) % shard_size,
-                         reason=[failures.get(i, "") for i in range(len(files))])
-    write_csv(index, folder / INDEX)
-    return Prepared(folder, len(written), reused, index.loc[index["reason"] != "", ["path", "reason"]])
+def shard_is_complete(folder: Path, shard: int) -> bool:
+    """The shard and its sidecar exist and the array matches its recorded hash."""
+    array, sidecar = shard_files(folder, shard)
+    return array.is_file() and sidecar.is_file() and json.loads(sidecar.read_text())["sha256"] == sha256_file(array)
 
 
 class PreparedStore:
@@ -167,6 +93,11 @@ class PreparedStore:
         stored = self.index.loc[paths, ["bytes", "mtime_ns"]]
         return bool((now.to_numpy() == stored.to_numpy()).all())
 
+    def require_size(self, image_size: int) -> None:
+        """A one-line error unless the store holds `image_size` px images."""
+        if self.image_size != image_size:
+            raise CxrAgeError(f"the prepared store {self.folder} holds {self.image_size} px images, not {image_size}")
+
     def failures(self, paths: pd.Series) -> dict[int, str]:
         """Position in `paths` -> decoder message, for the images that could not be prepared."""
         reasons = self.index.loc[paths, "reason"].to_numpy()
@@ -185,7 +116,7 @@ class PreparedStore:
             return opened
         with self._opening:
             if shard not in self._shards:
-                handle = open(_shard_files(self.folder, shard)[0], "rb", buffering=0)  # noqa: SIM115 - closed in __del__
+                handle = open(shard_files(self.folder, shard)[0], "rb", buffering=0)  # noqa: SIM115 - closed in __del__
                 _NPY_HEADERS[np.lib.format.read_magic(handle)](handle)  # leaves the file at the first row
                 self._shards[shard] = (handle, handle.tell())
             return self._shards[shard]

@@ -86,20 +86,28 @@ def run_folder_suffix(name: str | None) -> str:
     return cluster_task().folder_suffix if name == "multiworker" else ""
 
 
-def make_strategy(name: str | None) -> tf.distribute.Strategy:
+def make_strategy(name: str | None) -> tf.distribute.Strategy | None:
     """The strategy called `name` (None means `default`). Create it before any other TensorFlow work in
-    the process: `MultiWorkerMirroredStrategy` configures the collective operations at start-up."""
+    the process: `MultiWorkerMirroredStrategy` configures the collective operations at start-up. On another
+    Keras backend `default` is None (one device, placed by the backend) and the others a one-line error:
+    tf.distribute drives TensorFlow's own graphs only."""
+    name = name or "default"
+    if name not in STRATEGIES:
+        raise CxrAgeError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    backend = _keras_backend()
+    if backend != "tensorflow":
+        if name == "default":
+            return None
+        raise CxrAgeError(f"`strategy` {name} is tf.distribute, which runs on Keras's TensorFlow backend only; "
+                          f"this process runs {backend}")
     import tensorflow as tf
 
-    name = name or "default"
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        cluster_task()
-        return _multi_worker_strategy()
-    raise CxrAgeError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    cluster_task()
+    return _multi_worker_strategy()
 
 
 def _multi_worker_strategy() -> tf.distribute.Strategy:
@@ -144,8 +152,27 @@ def replica_batch(replicas: int, batch_size: int) -> int:
     return batch_size // replicas
 
 
-def describe(strategy: tf.distribute.Strategy, name: str | None, batch_size: int) -> str:
+def _keras_backend() -> str:
+    # Imported here: the commands import this module for STRATEGIES before they quiet TensorFlow's start-up.
+    import keras
+
+    return keras.backend.backend()
+
+
+def _backend_device() -> str:
+    """The device a backend other than TensorFlow places a one-device run on."""
+    if _keras_backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"jax {device.platform}:{device.id} {device.device_kind}"
+    return _keras_backend()
+
+
+def describe(strategy: tf.distribute.Strategy | None, name: str | None, batch_size: int) -> str:
     """One line for the log: strategy, replicas, devices and the per-replica batch."""
+    if strategy is None:
+        return f"strategy default: 1 replica ({_backend_device()}), global batch {batch_size}"
     import tensorflow as tf
 
     if name in (None, "default"):

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 
 import keras
 import pandas as pd
-import tensorflow as tf
 
 from cxr_age.config import DEMO_NOTICE, Experiment
-from cxr_age.io.pipeline import make_dataset
+from cxr_age.io.loader import make_batches
 from cxr_age.io.store import matching_store
 from cxr_age.run import Run
 from cxr_age.stats.conformal import DEFAULT_COVERAGE
@@ -22,18 +21,14 @@ from cxr_age.viz import figures
 KEEP = ["image", "patient_id", "age", "group", "sex", "view", "findings", "dataset"]
 
 
-def _image_only(image: tf.Tensor, _: tf.Tensor) -> tf.Tensor:
-    return image
-
-
 def predict_split(network: keras.Model, frame: pd.DataFrame, experiment: Experiment) -> pd.DataFrame:
     """Per-image predictions of a split's table: `predicted_age` (regression) or `p_<group>` probabilities
     and `predicted_group` (classification), beside the image's own columns."""
     settings, task = experiment.train, experiment.task
     size = experiment.data.image_size
-    data = make_dataset(frame, task.targets(frame, settings.age_scale), size, settings.batch_size,
+    data = make_batches(frame, task.targets(frame, settings.age_scale), size, settings.batch_size,
                         store=matching_store(frame["path"], size))
-    outputs = network.predict(data.map(_image_only), verbose=0)
+    outputs = network.predict(data, verbose=0)  # predict reads the images of each (image, target) batch
     return frame[KEEP].assign(**task.prediction_columns(outputs, settings.age_scale))
 
 

@@ -1,35 +1,44 @@
-"""The one trainer: data selection and checks, patient-level split, tf.data pipelines, the paper's model,
-`model.fit` with checkpointing, TensorBoard logs and resumption, then evaluation of the best model."""
+"""The one trainer: data selection and checks, patient-level split, the input batches (tf.data, or a prepared
+store through `keras.utils.PyDataset` where TensorFlow is absent), the paper's model, `model.fit` with
+checkpointing, TensorBoard logs and resumption, then evaluation of the best model. On Keras's JAX backend the
+compiled steps are kept in XLA's persistent cache (`cxr_age.nets.compile_cache`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from cxr_age.config import Experiment
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.ages import N_GROUPS
+from cxr_age.io.feed import Feed
 from cxr_age.io.files import write_atomic
 from cxr_age.io.image_check import check_images, check_missing
-from cxr_age.io.pipeline import Feed, make_dataset
+from cxr_age.io.loader import make_batches, require_source
 from cxr_age.io.selection import Selection, select
 from cxr_age.io.selection_report import log_selection
 from cxr_age.io.splits import SPLIT_COLUMNS, SPLITS, assign_splits
 from cxr_age.io.store import PreparedStore, matching_store
+from cxr_age.nets.compile_cache import enable_compile_cache
 from cxr_age.nets.densenet import NetworkOptions, build_model
 from cxr_age.nets.distribute import describe, is_chief, make_strategy, run_folder_suffix
 from cxr_age.nets.precision import check_policy, gpu_capability, mixed_policy
 from cxr_age.run import Run
+from cxr_age.runtime import has_tensorflow
 from cxr_age.workflows.evaluation import evaluate
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +83,18 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 def _callbacks(run: Run, patience: int) -> list[keras.callbacks.Callback]:
-    return [
+    callbacks = [
         # Two generations of the backup: a run killed while writing one resumes from the other.
         keras.callbacks.BackupAndRestore(str(run.file(Run.BACKUP)), double_checkpoint=True),
         BestModelCheckpoint(run.file(Run.MODEL), run.file(Run.HISTORY)),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 3)),
         keras.callbacks.CSVLogger(str(run.file(Run.HISTORY)), append=True),
-        keras.callbacks.TensorBoard(str(run.file(Run.TENSORBOARD)), write_graph=False),
     ]
+    if not has_tensorflow():
+        log.info("no TensorBoard log: its writers are TensorFlow's (%s holds the same curves)", Run.HISTORY)
+        return callbacks
+    return [*callbacks, keras.callbacks.TensorBoard(str(run.file(Run.TENSORBOARD)), write_graph=False)]
 
 
 def prepare_data(config: Experiment, run: Run | str | os.PathLike, selection: Selection | None = None,
@@ -148,6 +160,9 @@ def train(experiment: Experiment, out: str | os.PathLike | None = None, *,
     """
     selection = select(experiment.data)  # a bad table stops here, before a run folder exists
     log_selection(selection, experiment.data, log)
+    if not has_tensorflow():
+        size = experiment.data.image_size
+        require_source(matching_store(selection.frame["path"], size), len(selection.frame), size)
     experiment = with_precision_policy(experiment)
     name = experiment.train.strategy
     suffix = run_folder_suffix(name)
@@ -164,20 +179,24 @@ def train(experiment: Experiment, out: str | os.PathLike | None = None, *,
 
 
 def _train(config: Experiment, run: Run, extra_callbacks: Sequence[keras.callbacks.Callback],
-           strategy: tf.distribute.Strategy, selection: Selection) -> bool:
+           strategy: tf.distribute.Strategy | None, selection: Selection) -> bool:
     """Train into `run` and, on the chief, evaluate; False on a non-chief worker."""
     settings, task, size = config.train, config.task, config.data.image_size
     run.write_config(config)
     keras.utils.set_random_seed(config.data.seed)
     _, parts, store = prepare_data(config, run, selection)
     feed = Feed(shuffle=True, augment=config.data.augment, seed=config.data.seed)
-    train_data = make_dataset(parts["train"], task.targets(parts["train"], settings.age_scale), size,
+    train_data = make_batches(parts["train"], task.targets(parts["train"], settings.age_scale), size,
                               settings.batch_size, feed, store)
-    val_data = make_dataset(parts["val"], task.targets(parts["val"], settings.age_scale), size,
+    val_data = make_batches(parts["val"], task.targets(parts["val"], settings.age_scale), size,
                             settings.batch_size, Feed(seed=config.data.seed), store)
+    replicas = strategy.num_replicas_in_sync if strategy else 1
     options = NetworkOptions(settings.bn_momentum, settings.precision_policy or "float32",
-                             synchronized_bn=strategy.num_replicas_in_sync > 1)
-    with strategy.scope():
+                             synchronized_bn=replicas > 1)
+    cache = enable_compile_cache()
+    if cache:
+        log.info("compiled steps are cached in %s", cache)
+    with strategy.scope() if strategy else contextlib.nullcontext():
         model = build_model(task.head, settings.backbone, size, settings.weights, options)
         task.compile(model, settings)
     weights = class_weights(parts["train"]["group"].to_numpy()) if settings.class_weights else None
@@ -186,7 +205,7 @@ def _train(config: Experiment, run: Run, extra_callbacks: Sequence[keras.callbac
         validation_data=val_data,
         epochs=settings.epochs,
         class_weight=weights,
-        shuffle=False,  # the dataset shuffles itself (seeded, every epoch); Keras cannot shuffle a tf.data input
+        shuffle=False,  # the batches shuffle themselves (seeded, every epoch); Keras cannot shuffle a tf.data input
         callbacks=_callbacks(run, settings.patience) + list(extra_callbacks),
         verbose=1 if sys.stdout.isatty() else 2,
     )

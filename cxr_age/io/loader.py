@@ -1,0 +1,43 @@
+"""The one entry to batches for training, evaluation and saliency: the tf.data pipeline where TensorFlow is
+installed (`cxr_age.io.pipeline`: image files or a prepared store), else a prepared store's rows through
+`keras.utils.PyDataset` (`cxr_age.io.store_batches`), so the real training command runs on Keras's JAX or
+PyTorch backend on a machine that carries no TensorFlow."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+
+from cxr_age.errors import CxrAgeError
+from cxr_age.io.feed import Feed
+from cxr_age.io.store import PreparedStore
+from cxr_age.io.store_batches import StoreBatches
+from cxr_age.runtime import has_tensorflow
+
+
+def make_batches(frame: pd.DataFrame, targets: np.ndarray, image_size: int, batch_size: int,
+                 feed: Feed = Feed(), store: PreparedStore | None = None) -> object:
+    """Batches of `(image, target)` of `frame`'s images (float32 `[n, size, size, 1]` in [0, 1]) for
+    `model.fit`, `evaluate` or `predict`: a `tf.data.Dataset` with TensorFlow, else a `StoreBatches`, which
+    needs a prepared `store` of this size holding every image.
+
+    Examples:
+        >>> data = make_batches(frame, REGRESS.targets(frame), 256, 64, Feed(shuffle=True), store)
+    """
+    if has_tensorflow():
+        from cxr_age.io.pipeline import make_dataset
+
+        return make_dataset(frame, targets, image_size, batch_size, feed, store)
+    require_source(store, len(frame), image_size)
+    store.require_size(image_size)
+    return StoreBatches(store, frame, targets, batch_size, feed)
+
+
+def require_source(store: PreparedStore | None, images: int, image_size: int) -> None:
+    """A one-line error where nothing can read the images: no TensorFlow to decode their files, and no
+    prepared store that holds them."""
+    if store is None and not has_tensorflow():
+        raise CxrAgeError(f"without TensorFlow ({keras.backend.backend()} backend) images are read from a prepared "
+                          f"store only, and none under prepared/ holds these {images} images at {image_size} px; "
+                          "prepare one where TensorFlow is installed (cxr-age-data prepare) and copy its folder here")
