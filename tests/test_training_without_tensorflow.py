@@ -29,7 +29,14 @@ loaded = sorted({name.split(".")[0] for name, found in sys.modules.items() if fo
 print(json.dumps({"tensorflow_imported": "tensorflow" in loaded or "tf_keras_vis" in loaded}))
 raise SystemExit(code)
 """
+SCRIPT_WITHOUT_TENSORFLOW = """
+import runpy, sys
+sys.modules["tensorflow"] = None
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 SIZE = "32"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _without_tensorflow(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -92,3 +99,20 @@ def test_what_needs_tensorflow_says_so_in_one_line_without_it(bars, tmp_path):
     assert_one_line_error(mirrored, "--strategy mirrored is tf.distribute", "this process runs jax")
     saliency = _without_tensorflow("cxr_age.cli.saliency", "--run", "any", cwd=tmp_path)
     assert_one_line_error(saliency, "saliency maps (tf-keras-vis) needs TensorFlow")
+
+
+def test_the_training_benchmark_times_each_epoch_of_the_real_command_without_tensorflow(tmp_path):
+    """`benchmarks/train_epoch.py` (what `gpu_step.py --train-command` runs on the GPU machine): the embedded
+    sample prepared and trained on for two epochs, each timed."""
+    pytest.importorskip("jax")
+    command = [sys.executable, "-c", SCRIPT_WITHOUT_TENSORFLOW, str(ROOT / "benchmarks" / "train_epoch.py"),
+               "--backbone", "densenet121", "--image-size", SIZE, "--batch-size", "64", "--cache",
+               str(tmp_path / "cache"), "--json", str(tmp_path / "timed.json")]
+    result = subprocess.run(command, env={**guarded_environment(), "KERAS_BACKEND": "jax"}, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    print(result.stdout[-2000:])
+    timed = json.loads((tmp_path / "timed.json").read_text())
+    assert (timed["backend"], timed["tensorflow_imported"], timed["stored_images"]) == ("jax", False, 477)
+    assert len(timed["epochs"]) == 2 and timed["images_per_second"] > 0 and timed["train_images"] > 300
+    assert "epoch 2:" in result.stdout and "training images/s" in result.stdout

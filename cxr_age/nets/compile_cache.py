@@ -15,12 +15,15 @@ from cxr_age.paths import cache_dir
 
 
 def enable_compile_cache(folder: Path | None = None) -> Path | None:
-    """Keep XLA's compiled programs in `folder` (default: the user's cache) when the backend is JAX; the
-    folder, or None on another backend."""
+    """Keep XLA's compiled programs in `folder` when the backend is JAX; without `folder`, in the one JAX is
+    already given (`JAX_COMPILATION_CACHE_DIR`, or an earlier call), else in the user's cache. The folder, or
+    None on another backend."""
     if keras.backend.backend() != "jax":
         return None
     import jax
 
+    if folder is None and jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
     folder = Path(folder or cache_dir() / "xla")
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
