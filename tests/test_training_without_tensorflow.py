@@ -95,6 +95,9 @@ def test_what_needs_tensorflow_says_so_in_one_line_without_it(bars, tmp_path):
     assert_one_line_error(unprepared, "without TensorFlow (jax backend) images are read from a prepared store",
                           "40 images at 32 px", "cxr-age-data prepare")
     assert not (tmp_path / "never").exists()
+    augmented = _without_tensorflow("cxr_age.cli.train", "regress", *bars, "--augment", "--out", "never", cwd=tmp_path)
+    assert_one_line_error(augmented, "--augment runs in the tf.data pipeline")
+    assert not (tmp_path / "never").exists()
     mirrored = _without_tensorflow("cxr_age.cli.train", "regress", *bars, "--strategy", "mirrored", cwd=tmp_path)
     assert_one_line_error(mirrored, "--strategy mirrored is tf.distribute", "this process runs jax")
     saliency = _without_tensorflow("cxr_age.cli.saliency", "--run", "any", cwd=tmp_path)

@@ -1,9 +1,11 @@
-"""The one entry to batches for training, evaluation and saliency: the tf.data pipeline where TensorFlow is
+"""The one entry to batches for training and evaluation: the tf.data pipeline where TensorFlow is
 installed (`cxr_age.io.pipeline`: image files or a prepared store), else a prepared store's rows through
 `keras.utils.PyDataset` (`cxr_age.io.store_batches`), so the real training command runs on Keras's JAX or
 PyTorch backend on a machine that carries no TensorFlow."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -12,12 +14,15 @@ import pandas as pd
 from cxr_age.errors import CxrAgeError
 from cxr_age.io.feed import Feed
 from cxr_age.io.store import PreparedStore
-from cxr_age.io.store_batches import StoreBatches
+from cxr_age.io.store_batches import AUGMENT_NEEDS_TENSORFLOW, StoreBatches
 from cxr_age.runtime import has_tensorflow
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def make_batches(frame: pd.DataFrame, targets: np.ndarray, image_size: int, batch_size: int,
-                 feed: Feed = Feed(), store: PreparedStore | None = None) -> object:
+                 feed: Feed = Feed(), store: PreparedStore | None = None) -> tf.data.Dataset | StoreBatches:
     """Batches of `(image, target)` of `frame`'s images (float32 `[n, size, size, 1]` in [0, 1]) for
     `model.fit`, `evaluate` or `predict`: a `tf.data.Dataset` with TensorFlow, else a `StoreBatches`, which
     needs a prepared `store` of this size holding every image.
@@ -34,10 +39,14 @@ def make_batches(frame: pd.DataFrame, targets: np.ndarray, image_size: int, batc
     return StoreBatches(store, frame, targets, batch_size, feed)
 
 
-def require_source(store: PreparedStore | None, images: int, image_size: int) -> None:
-    """A one-line error where nothing can read the images: no TensorFlow to decode their files, and no
-    prepared store that holds them."""
-    if store is None and not has_tensorflow():
+def require_source(store: PreparedStore | None, images: int, image_size: int, augment: bool = False) -> None:
+    """A one-line error where the batches cannot be made: without TensorFlow, for images that no prepared
+    store holds (nothing else decodes their files for training) or with augmentation."""
+    if has_tensorflow():
+        return
+    if augment:
+        raise CxrAgeError(AUGMENT_NEEDS_TENSORFLOW)
+    if store is None:
         raise CxrAgeError(f"without TensorFlow ({keras.backend.backend()} backend) images are read from a prepared "
                           f"store only, and none under prepared/ holds these {images} images at {image_size} px; "
                           "prepare one where TensorFlow is installed (cxr-age-data prepare) and copy its folder here")

@@ -19,6 +19,8 @@ from cxr_age.errors import CxrAgeError
 from cxr_age.io.feed import Feed
 from cxr_age.io.store import PreparedStore
 
+AUGMENT_NEEDS_TENSORFLOW = "`augment` runs in the tf.data pipeline; without TensorFlow, train without it"
+
 
 def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
@@ -36,7 +38,7 @@ class StoreBatches(keras.utils.PyDataset):
     def __init__(self, store: PreparedStore, frame: pd.DataFrame, targets: np.ndarray, batch_size: int,
                  feed: Feed = Feed(), workers: int | None = None) -> None:
         if feed.augment:
-            raise CxrAgeError("`augment` runs in the tf.data pipeline; without TensorFlow, train without it")
+            raise CxrAgeError(AUGMENT_NEEDS_TENSORFLOW)
         super().__init__(workers=workers or _default_workers(), use_multiprocessing=False)
         self.store = store
         self.rows = store.ids(frame["path"])

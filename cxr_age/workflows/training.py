@@ -161,8 +161,9 @@ def train(experiment: Experiment, out: str | os.PathLike | None = None, *,
     selection = select(experiment.data)  # a bad table stops here, before a run folder exists
     log_selection(selection, experiment.data, log)
     if not has_tensorflow():
-        size = experiment.data.image_size
-        require_source(matching_store(selection.frame["path"], size), len(selection.frame), size)
+        data = experiment.data
+        store = matching_store(selection.frame["path"], data.image_size)
+        require_source(store, len(selection.frame), data.image_size, bool(data.augment))
     experiment = with_precision_policy(experiment)
     name = experiment.train.strategy
     suffix = run_folder_suffix(name)
