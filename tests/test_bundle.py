@@ -20,9 +20,10 @@ from test_external import write_chexpert_phantoms
 
 import cxr_age
 from cxr_age.bundle.export import archive_bundle, export_bundle
-from cxr_age.bundle.manifest import MANIFEST, sha256_of
+from cxr_age.bundle.manifest import MANIFEST
 from cxr_age.cli import evaluate, export, predict, report
 from cxr_age.io.ages import GROUP_LABELS
+from cxr_age.io.files import sha256_of
 from cxr_age.paths import sample_image_dir
 
 REAL_IMAGES = [*sorted(sample_image_dir().glob("*.png"))[:6], FULL_SIZE / "00000100_000.png"]  # one RGBA 1024 px

@@ -15,10 +15,10 @@ from pathlib import Path
 from cxr_age import __version__
 from cxr_age.bundle.bundle import CARD_JSON, CARD_MARKDOWN, ONNX, PREPROCESSING
 from cxr_age.bundle.card import card_facts, render_markdown
-from cxr_age.bundle.manifest import sha256_of, write_manifest
+from cxr_age.bundle.manifest import write_manifest
 from cxr_age.config import to_toml
 from cxr_age.errors import CxrAgeError
-from cxr_age.io.files import CLAIM, new_folder, write_json, write_text
+from cxr_age.io.files import CLAIM, new_folder, sha256_of, write_json, write_text
 from cxr_age.run import RUNS_ROOT, Run
 
 LOCAL_SETTINGS = ("csv", "image_dir", "patients", "nih_lists")  # paths on the machine that trained the model

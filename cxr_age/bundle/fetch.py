@@ -23,12 +23,13 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from cxr_age.bundle.manifest import CHUNK, MANIFEST, is_bundle, verify
+from cxr_age.bundle.manifest import MANIFEST, is_bundle, verify
 from cxr_age.errors import CxrAgeError
 from cxr_age.paths import cache_dir
 
 SCHEMES = ("http", "https", "file")
 TIMEOUT_S = 60
+CHUNK = 1 << 20  # bytes read from the connection at a time
 
 
 def is_url(source: str | os.PathLike) -> bool:

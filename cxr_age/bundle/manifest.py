@@ -3,26 +3,15 @@ anything in the bundle is loaded."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from cxr_age.errors import CxrAgeError
-from cxr_age.io.files import write_json
+from cxr_age.io.files import sha256_of, write_json
 
 MANIFEST = "manifest.json"
 KIND = "cxr-age model bundle"
 FORMAT = 1
-CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file, read a megabyte at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_manifest(folder: Path, facts: dict) -> Path:

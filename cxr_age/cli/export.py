@@ -29,7 +29,8 @@ def build_parser() -> Parser:
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     from cxr_age.bundle.export import archive_bundle, export_bundle
-    from cxr_age.bundle.manifest import MANIFEST, sha256_of
+    from cxr_age.bundle.manifest import MANIFEST
+    from cxr_age.io.files import sha256_of
 
     folder = export_bundle(args.run, args.out, onnx=args.onnx)
     files = sorted(path.name for path in folder.iterdir())

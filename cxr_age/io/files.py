@@ -1,11 +1,12 @@
 """Folders and files written safely: a fresh folder per output, nothing overwritten, every file written
 under a temporary name and renamed into place so that no reader sees half a file, and a lock that the
-kernel releases however the process ends."""
+kernel releases however the process ends; and the SHA-256 that stores and bundles record of their files."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -118,3 +119,12 @@ def write_text(text: str, path: Path) -> Path:
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read 16 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()

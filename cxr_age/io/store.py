@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.files import sha256_of
 
 STORE_ROOT = Path("prepared")
 MANIFEST = "manifest.json"
@@ -50,15 +51,6 @@ def selection_digest(files: pd.DataFrame, image_size: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file's bytes, read in blocks of 16 MiB."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def shard_files(folder: Path, shard: int) -> tuple[Path, Path]:
     """A shard's array and its sidecar (hash and failed rows)."""
     return folder / f"shard-{shard:05d}.npy", folder / f"shard-{shard:05d}.json"
@@ -67,7 +59,7 @@ def shard_files(folder: Path, shard: int) -> tuple[Path, Path]:
 def shard_is_complete(folder: Path, shard: int) -> bool:
     """The shard and its sidecar exist and the array matches its recorded hash."""
     array, sidecar = shard_files(folder, shard)
-    return array.is_file() and sidecar.is_file() and json.loads(sidecar.read_text())["sha256"] == sha256_file(array)
+    return array.is_file() and sidecar.is_file() and json.loads(sidecar.read_text())["sha256"] == sha256_of(array)
 
 
 class PreparedStore:

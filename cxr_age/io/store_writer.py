@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxr_age.errors import CxrAgeError
-from cxr_age.io.files import LOCK, folder_lock, write_atomic, write_csv, write_json
+from cxr_age.io.files import LOCK, folder_lock, sha256_of, write_atomic, write_csv, write_json
 from cxr_age.io.plain_images import read_batches
 from cxr_age.io.store import (
     FORMAT,
@@ -26,7 +26,6 @@ from cxr_age.io.store import (
     STORE_ROOT,
     fingerprints,
     selection_digest,
-    sha256_file,
     shard_files,
     shard_is_complete,
 )
@@ -109,7 +108,7 @@ def _write_store(files: pd.DataFrame, image_size: int, folder: Path, shard_size:
             else:
                 images, failed = _decode_shard(paths, image_size)
                 write_atomic(array, lambda temporary, images=images: np.save(temporary, images))
-                write_json({"sha256": sha256_file(array), "failed": failed}, sidecar)
+                write_json({"sha256": sha256_of(array), "failed": failed}, sidecar)
                 written.append(shard)
             failures.update({start + int(row): reason for row, reason in failed.items()})
             bar.update(len(paths))
