@@ -40,10 +40,8 @@ def make_batches(frame: pd.DataFrame, targets: np.ndarray, image_size: int, batc
 
 
 def require_source(store: PreparedStore | None, images: int, image_size: int, augment: bool = False) -> None:
-    """A one-line error where the batches cannot be made: without TensorFlow, for images that no prepared
-    store holds (nothing else decodes their files for training) or with augmentation."""
-    if has_tensorflow():
-        return
+    """For a process without TensorFlow: a one-line error where the batches cannot be made, for images that
+    no prepared store holds (nothing else decodes their files for training) or with augmentation."""
     if augment:
         raise CxrAgeError(AUGMENT_NEEDS_TENSORFLOW)
     if store is None:

@@ -161,12 +161,13 @@ def _keras_backend() -> str:
 
 def _backend_device() -> str:
     """The device a backend other than TensorFlow places a one-device run on."""
-    if _keras_backend() == "jax":
+    backend = _keras_backend()
+    if backend == "jax":
         import jax
 
         device = jax.devices()[0]
         return f"jax {device.platform}:{device.id} {device.device_kind}"
-    return _keras_backend()
+    return backend
 
 
 def describe(strategy: tf.distribute.Strategy | None, name: str | None, batch_size: int) -> str:
