@@ -47,4 +47,4 @@ def require_source(store: PreparedStore | None, images: int, image_size: int, au
     if store is None:
         raise CxrAgeError(f"without TensorFlow ({keras.backend.backend()} backend) images are read from a prepared "
                           f"store only, and none under prepared/ holds these {images} images at {image_size} px; "
-                          "prepare one where TensorFlow is installed (cxr-age-data prepare) and copy its folder here")
+                          "prepare one (cxr-age-data prepare, which decodes with OpenCV here) or copy one here")
