@@ -16,8 +16,8 @@ With --peer torch, torchvision's DenseNet169/201 with one grey channel are timed
 (`benchmarks/torch_peer.py`, in a process of its own before ours, with JAX's preallocation of 75% of the GPU's
 memory turned off so that the peer has the memory it needs), and
 each of our rows is given as a ratio to the peer's at the same network, size, batch and precision (float32;
-bfloat16 or float16 autocast for our mixed policies). With --train-command, instead of the step table, one
-epoch of the real training command is timed (`benchmarks/train_epoch.py`: `cxr_age.train` on the embedded
+bfloat16 or float16 autocast for our mixed policies). With --train-command, instead of the step table, two
+epochs of the real training command are timed (`benchmarks/train_epoch.py`: `cxr_age.train` on the embedded
 sample from a prepared store) at the first --sizes and --batch-size.
 
     KERAS_BACKEND=jax python benchmarks/gpu_step.py [--sizes 256 512] [--batch-size 64 128 256] [--steps 20]
@@ -143,18 +143,12 @@ def versus_peer(rows: list[dict], peers: list[dict], args: argparse.Namespace) -
 
 
 def train_command(args: argparse.Namespace) -> dict:
-    """One epoch of the real training command timed (`benchmarks/train_epoch.py`), printed."""
+    """Two epochs of the real training command timed (`benchmarks/train_epoch.py`), printed."""
     sys.path.insert(0, str(BENCHMARKS))
     import train_epoch
 
-    previous = Path.cwd()
-    with tempfile.TemporaryDirectory(prefix="cxr-age-train-command-") as scratch:
-        os.chdir(scratch)
-        try:
-            result = train_epoch.time_training(args.networks[0], args.sizes[0], args.batch_size[0], 2,
-                                               args.train_command == "mixed")
-        finally:
-            os.chdir(previous)
+    result = train_epoch.time_training(args.networks[0], args.sizes[0], args.batch_size[0], 2,
+                                       args.train_command == "mixed")
     print("\n".join(train_epoch.report(result)), flush=True)
     return result
 
@@ -199,8 +193,6 @@ def main() -> None:
                         help="instead: time the real training command (2 epochs of the first --networks on the "
                              "embedded sample, first --sizes and --batch-size), in float32 or the chip's mixed policy")
     args = parser.parse_args()
-    if args.json:
-        args.json = args.json.resolve()
     if args.peer:
         # JAX would otherwise take 75% of the GPU's memory when it first looks at the device, before the peer runs.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

@@ -14,6 +14,7 @@ whole command's seconds. Run twice with the same --cache to see the cache's effe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -47,7 +48,7 @@ class EpochClock(keras.callbacks.Callback):
 def time_training(task: str, image_size: int, batch_size: int, epochs: int, mixed_precision: bool,
                   backbone: str | None = None) -> dict:
     """Prepare the sample's store and train on it in the current folder (the paper's backbone for `task` unless
-    `backbone` names another); the timings as a dict."""
+    `backbone` names another), in a scratch folder of its own; the timings as a dict."""
     from cxr_age.config import Experiment
     from cxr_age.io.selection import select
     from cxr_age.io.store_writer import prepare_store
@@ -55,22 +56,25 @@ def time_training(task: str, image_size: int, batch_size: int, epochs: int, mixe
 
     experiment = Experiment.load("demo", task=task, image_size=image_size, batch_size=batch_size, epochs=epochs,
                                  patience=epochs + 1, mixed_precision=mixed_precision, backbone=backbone)
-    start = time.perf_counter()
-    frame = select(experiment.data).frame
-    prepared = prepare_store(frame, image_size, progress=False)
-    prepare_seconds = time.perf_counter() - start
     clock = EpochClock()
-    start = time.perf_counter()
-    run = train(experiment, "run", callbacks=[clock])
-    command_seconds = time.perf_counter() - start
-    images = len(run.split_images("train"))
+    with tempfile.TemporaryDirectory(prefix="cxr-age-train-epoch-") as scratch, contextlib.chdir(scratch):
+        start = time.perf_counter()
+        frame = select(experiment.data).frame
+        prepared = prepare_store(frame, image_size, progress=False)
+        prepare_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        run = train(experiment, "run", callbacks=[clock])
+        command_seconds = time.perf_counter() - start
+        images = len(run.split_images("train"))
+        test_mae = run.metrics()["splits"]["test"]["model"].get("mae", {}).get("value")
+        policy = run.experiment.train.precision_policy or "float32"
     return {"task": task, "backbone": experiment.train.backbone, "image_size": image_size, "batch_size": batch_size,
-            "policy": run.experiment.train.precision_policy or "float32", "backend": keras.backend.backend(),
+            "policy": policy, "backend": keras.backend.backend(),
             "tensorflow_imported": sys.modules.get("tensorflow") is not None, "store": str(prepared.folder),
             "stored_images": len(frame), "prepare_seconds": prepare_seconds, "train_images": images,
             "epochs": clock.epochs,
             "images_per_second": images / clock.epochs[-1]["train_seconds"], "command_seconds": command_seconds,
-            "test_mae": run.metrics()["splits"]["test"]["model"].get("mae", {}).get("value")}
+            "test_mae": test_mae}
 
 
 def report(result: dict) -> list[str]:
@@ -102,14 +106,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.cache:
         os.environ["CXR_AGE_CACHE"] = str(args.cache.resolve())
-    out = args.json.resolve() if args.json else None
-    with tempfile.TemporaryDirectory(prefix="cxr-age-train-epoch-") as scratch:
-        os.chdir(scratch)
-        result = time_training(args.task, args.image_size, args.batch_size, args.epochs, args.mixed_precision,
-                               args.backbone)
+    result = time_training(args.task, args.image_size, args.batch_size, args.epochs, args.mixed_precision,
+                           args.backbone)
     print("\n".join(report(result)))
-    if out:
-        out.write_text(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
