@@ -1,14 +1,15 @@
-"""`python -m cxr_age data|train|evaluate|saliency|predict|report|export|serve ...`: the console scripts under one entry
-point."""
+"""`python -m cxr_age data|train|evaluate|saliency|predict|report|export|serve|outcomes ...`: the console
+scripts under one entry point."""
 
 from __future__ import annotations
 
 import sys
 
-from cxr_age.cli import data, evaluate, export, predict, report, saliency, serve, train
+from cxr_age.cli import data, evaluate, export, outcomes, predict, report, saliency, serve, train
 
 COMMANDS = {"data": data.main, "train": train.main, "evaluate": evaluate.main, "saliency": saliency.main,
-            "predict": predict.main, "report": report.main, "export": export.main, "serve": serve.main}
+            "predict": predict.main, "report": report.main, "export": export.main, "serve": serve.main,
+            "outcomes": outcomes.main}
 
 
 def main(argv: list[str] | None = None) -> int:

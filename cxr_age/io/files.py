@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -115,6 +116,17 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 def write_text(text: str, path: Path) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def without_nan(value: Any) -> Any:
+    """`value` as strict JSON allows: a NaN or infinite number (not JSON) becomes None (null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nan(item) for item in value]
+    return value
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:

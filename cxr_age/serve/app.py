@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from cxr_age import __version__
+from cxr_age.io.files import without_nan
 from cxr_age.serve.batcher import Batcher, Busy
 from cxr_age.serve.limits import ServerLimits, UploadLimits
 from cxr_age.serve.service import AgeService, Job, Outcome
@@ -61,17 +61,6 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
                              "description": "PNG, JPEG, BMP or DICOM files; each name is only a label"},
                    "saliency": {"type": "string", "enum": ["0", "1"],
                                 "description": "1: a saliency overlay PNG (data URL) per prediction"}}}}}}}
-
-
-def _plain(value: Any) -> Any:
-    """JSON without NaN (not JSON): a missing number is null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _refusal(status: int, message: str, retry: bool = False) -> JSONResponse:
@@ -117,7 +106,7 @@ def create_app(service: AgeService, limits: ServerLimits = DEFAULT_LIMITS) -> Fa
 
     @app.get("/api/model")
     async def model() -> JSONResponse:
-        return JSONResponse(_plain({**service.description, "limits": {
+        return JSONResponse(without_nan({**service.description, "limits": {
             "file_bytes": limits.uploads.file_bytes, "request_bytes": limits.uploads.request_bytes,
             "files": limits.uploads.files, "max_pixels": service.options.max_pixels, **asdict(limits.batching)}}))
 
@@ -156,5 +145,5 @@ async def _answer(request: Request, service: AgeService, batcher: Batcher, limit
     log.info("a request of %d files: %d predicted, %d skipped, %.2f s", len(form.files), len(rows), len(skipped),
              time.perf_counter() - started)
     models = service.description
-    return JSONResponse(_plain({"regressor": models["regressor"], "classifier": models["classifier"],
+    return JSONResponse(without_nan({"regressor": models["regressor"], "classifier": models["classifier"],
                                 "predictions": rows, "skipped": skipped}))
