@@ -19,6 +19,7 @@ from cxr_age.bundle.bundle import open_model
 from cxr_age.config import Experiment
 from cxr_age.engines import KerasEngine, OnnxEngine, load_engine
 from cxr_age.errors import CxrAgeError
+from cxr_age.io import test_time
 from cxr_age.io.batches import ReadBatch
 from cxr_age.run import Run
 from cxr_age.runtime import require_tensorflow
@@ -156,7 +157,19 @@ class AgeModel:
         frame = pd.DataFrame(self.task.prediction_columns(outputs, self.experiment.train.age_scale))
         return self.task.uncertainty_columns(frame, self.uncertainty, coverage)
 
-    def predict(self, images: Images, batch_size: int = 32, coverage: float | None = None) -> pd.DataFrame:
+    def spread(self, inputs: np.ndarray, views: int, compiled: bool = False) -> pd.DataFrame:
+        """Test-time spread of a preprocessed batch (`cxr_age.io.test_time`): `tta_mean_age` and `tta_sd`,
+        the mean and SD of the predicted age over `views` zoomed and shifted views, the first being the image
+        itself. A quality-control flag, not a confidence interval (the conformal interval is that)."""
+        if not self.task.predicts_age:
+            raise CxrAgeError("test-time spread is defined on the regressor's age: use a regress run or bundle")
+        ages = np.stack([self.task.prediction_columns(self.outputs(view, compiled), self.experiment.train.age_scale)
+                         ["predicted_age"] for view in test_time.views(inputs, views)])
+        return pd.DataFrame({"tta_mean_age": ages.mean(axis=0), "tta_sd": ages.std(axis=0, ddof=1),
+                             "tta_views": views})
+
+    def predict(self, images: Images, batch_size: int = 32, coverage: float | None = None,
+                tta: int | None = None) -> pd.DataFrame:
         """One row per image: `predicted_age` in years with its conformal interval `interval_low` ..
         `interval_high` (regressor), or the nine `p_<group>` probabilities, `predicted_group`, the
         calibrated `expected_age` and the conformal `prediction_set` (classifier). The `image` column names
@@ -166,15 +179,24 @@ class AgeModel:
             images: a path, an array, or a list of them (see `preprocess`).
             batch_size: images per forward pass.
             coverage: the intervals' or sets' coverage (default: the run's, 90%).
+            tta: regressor only: also `tta_mean_age` and `tta_sd` over this many views (2 to 8; see `spread`).
         """
         items = _items(images)
         if not items:
             raise CxrAgeError("no images given")
+        if tta is not None:
+            test_time.check_views(tta)
         compiled = len(items) > batch_size
-        batches = [self.outputs(inputs, compiled) for inputs in self._input_batches(items, batch_size)]
+        batches, spreads = [], []
+        for inputs in self._input_batches(items, batch_size):
+            batches.append(self.outputs(inputs, compiled))
+            if tta is not None:
+                spreads.append(self.spread(inputs, tta, compiled))
         names = [str(item) if isinstance(item, (str, Path)) else f"array {i}" for i, item in enumerate(items)]
         frame = self.columns(np.concatenate(batches), coverage)
         frame.insert(0, "image", names)
+        if spreads:
+            frame = pd.concat([frame, pd.concat(spreads, ignore_index=True)], axis=1)
         return frame
 
     def saliency(self, images: Images, method: str = "saliency", group: int | str | None = None) -> np.ndarray:

@@ -58,6 +58,7 @@ class Run:
     CONFORMAL = "conformal.json"  # the regressor's prediction intervals, calibrated on val
     CALIBRATION = "calibration.json"  # the classifier's temperature and prediction-set threshold, fitted on val
     EXTERNAL = "external"  # external validations, one folder each, laid out as a run's evaluation
+    HEALTHY = "healthy.json"  # a healthy-only run's images kept and removed per split (cxr_age.io.healthy)
     SALIENCY = "saliency"  # saliency analyses, one folder each
     AGE_GAP = "age_gap.json"
     REPORT = "report.html"
@@ -305,6 +306,13 @@ class Run:
     def new_folder(self, under: str, kind: str, out: str | os.PathLike | None = None) -> Path:
         """A fresh folder for an analysis of the run (`external`, `saliency`), or `out` if new or empty."""
         return new_folder(out, kind, self.file(under))
+
+    def healthy(self) -> dict | None:
+        """A healthy-only run's counts of images kept and removed per split, or None."""
+        return _json(self.file(self.HEALTHY))
+
+    def write_healthy(self, counts: dict[str, int]) -> None:
+        write_json(counts, self.file(self.HEALTHY))
 
     def write_config(self, experiment: Experiment) -> None:
         write_text(to_toml(experiment), self.file(self.CONFIG))

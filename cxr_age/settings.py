@@ -26,6 +26,9 @@ class DataConfig:
     skip_missing: bool = False
     skip_unreadable: bool = False
     augment: bool = False
+    # Train, validate and calibrate on the images the dataset's labels call healthy (cxr_age.io.healthy); the
+    # test split keeps everyone. Unset (None) means off, and stays out of the saved config, so older runs' hashes hold.
+    healthy_only: bool | None = None
 
 
 @dataclass

@@ -108,15 +108,16 @@ ONNX_WITHOUT_TENSORFLOW = """
 import json, sys
 from cxr_age.age_model import AgeModel
 model = AgeModel.load(sys.argv[1], engine="onnx")
-frame = model.predict(sys.argv[2:])
+frame = model.predict(sys.argv[2:], tta=4)
 print(json.dumps({"ages": frame["predicted_age"].tolist(), "low": frame["interval_low"].tolist(),
+                  "sd": frame["tta_sd"].tolist(), "mean": frame["tta_mean_age"].tolist(),
                   "tensorflow": any(name.split(".")[0] == "tensorflow" for name in sys.modules)}))
 """
 
 
 def test_the_onnx_engine_gives_the_keras_ages_without_tensorflow(bundle):
     files = [str(path) for path in REAL_IMAGES]
-    keras_ages = cxr_age.AgeModel.load(bundle).predict(files)
+    keras_ages = cxr_age.AgeModel.load(bundle).predict(files, tta=4)
     result = subprocess.run([sys.executable, "-c", ONNX_WITHOUT_TENSORFLOW, str(bundle), *files],
                             capture_output=True, text=True, env=guarded_environment(), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -126,6 +127,10 @@ def test_the_onnx_engine_gives_the_keras_ages_without_tensorflow(bundle):
     print(f"onnx - keras ages on {len(files)} real images: max {difference.max():.5f} years")
     assert difference.max() <= 0.05
     np.testing.assert_allclose(onnx["low"], keras_ages["interval_low"], atol=0.05)
+    # the test-time spread, over the same four views in both engines (the views are made in NumPy and OpenCV)
+    np.testing.assert_allclose(onnx["mean"], keras_ages["tta_mean_age"], atol=0.05)
+    np.testing.assert_allclose(onnx["sd"], keras_ages["tta_sd"], atol=0.05)
+    assert (keras_ages["tta_sd"] > 0).all()
 
 
 SERVED_WITHOUT_TENSORFLOW = """
@@ -150,7 +155,7 @@ def test_the_web_service_serves_the_onnx_engine_without_tensorflow(bundle):
     """`cxr-age-serve BUNDLE --engine onnx`'s application, through FastAPI's test client, in a process that
     never imports TensorFlow: the Keras engine's ages, and no saliency (which needs Keras)."""
     files = [str(path) for path in REAL_IMAGES[:3]]
-    keras_ages = cxr_age.AgeModel.load(bundle).predict(files)["predicted_age"].to_numpy()
+    keras_ages = cxr_age.AgeModel.load(bundle).predict(files, tta=4)["predicted_age"].to_numpy()
     result = subprocess.run([sys.executable, "-c", SERVED_WITHOUT_TENSORFLOW, str(bundle), *files],
                             capture_output=True, text=True, env=guarded_environment(), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -159,7 +164,7 @@ def test_the_web_service_serves_the_onnx_engine_without_tensorflow(bundle):
     np.testing.assert_allclose(served["ages"], keras_ages, atol=0.05)
 
 
-def test_export_and_predict_by_command(phantom_run, tmp_path, capsys):
+def test_export_and_predict_by_command(phantom_run, bundle, tmp_path, capsys):
     out = tmp_path / "shared"
     result = call_cli(export.main, str(phantom_run[0]), "--out", str(out), "--zip", capsys=capsys)
     assert result.returncode == 0, result.stderr
@@ -168,6 +173,12 @@ def test_export_and_predict_by_command(phantom_run, tmp_path, capsys):
     result = call_cli(predict.main, str(REAL_IMAGES[0]), "--model", str(out), "--json", "--no-progress", capsys=capsys)
     assert result.returncode == 0, result.stderr
     assert 0 <= json.loads(result.stdout)["predictions"][0]["predicted_age"] <= 90
+    for engine in ("keras", "onnx"):
+        spread = call_cli(predict.main, *map(str, REAL_IMAGES[:3]), "--model", str(bundle), "--engine", engine,
+                          "--tta", "4", "--json", "--no-progress", capsys=capsys)
+        assert spread.returncode == 0, spread.stderr
+        rows = json.loads(spread.stdout)["predictions"]
+        assert len(rows) == 3 and all(row["tta_sd"] >= 0 and row["tta_views"] == 4 for row in rows), engine
     no_onnx = call_cli(predict.main, str(REAL_IMAGES[0]), "--model", str(out), "--engine", "onnx", capsys=capsys)
     assert_one_line_error(no_onnx, "holds no model.onnx")
     assert_one_line_error(call_cli(export.main, str(phantom_run[0]), "--out", str(out), capsys=capsys),

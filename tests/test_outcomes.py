@@ -159,3 +159,30 @@ def test_bad_input_is_one_line(tmp_path, capsys, change, args, message):
     assert result.code == 2 and message in result.err
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
     assert not (tmp_path / "o" / "outcomes.json").exists()
+
+
+def test_a_runs_predictions_joined_on_patient_with_the_corrected_gap_and_the_report(phantom_run, capsys):
+    """A run's test split joined on the patient id, its ages taken from the predictions, the bias-corrected
+    gap reported beside the raw one (its trend fitted on the run's validation split), written into the run
+    by default and shown in its report."""
+    from cxr_age.run import Run
+    from cxr_age.workflows.report import build_report
+
+    run_dir, _ = phantom_run
+    test = Run(run_dir).predictions("test")
+    rng = np.random.default_rng(0)
+    table = run_dir.parent / "phantom_outcomes.csv"
+    pd.DataFrame({"patient_id": test["patient_id"], "died": (rng.random(len(test)) < 0.4).astype(int)}
+                 ).to_csv(table, index=False)
+    result = _command(capsys, run_dir, "--outcomes", table, "--on", "patient_id", "--binary", "died",
+                      "--bootstrap", 3)
+    assert result.code == 0, result.err
+    folder, = (run_dir / "outcomes").iterdir()
+    summary = json.loads((folder / "outcomes.json").read_text())
+    assert summary["n"] == len(test) and summary["threshold"]["source"] == "the model's test MAE"
+    assert summary["bias_corrected_gap"].startswith("reported beside")
+    assert any("predictions' age column" in note for note in summary["notes"])
+    effects = pd.read_csv(folder / "effects.csv")
+    assert effects["effect"].str.startswith("corrected gap").any()
+    page = build_report(run_dir)
+    assert 'id="outcomes"' in page and "gap per year: OR" in page

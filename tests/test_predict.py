@@ -34,6 +34,32 @@ def test_an_age_for_a_real_sample_png(phantom_run, capsys):
     assert "test mae" in result.stdout and "baseline" in result.stdout
 
 
+def test_test_time_spread_for_every_image_beside_the_interval(phantom_run, capsys, tmp_path):
+    """`--tta 4 --json`: each image's mean and SD over four views, beside its own age and conformal interval;
+    `--csv` records the setting, so a file made without the spread is not resumed with it."""
+    run_dir, _ = phantom_run
+    images = sorted((run_dir.parent / "images").glob("*.png"))[:5]
+    result = call_cli(predict.main, *map(str, images), "--run", str(run_dir), "--tta", "4", "--json", "--no-progress",
+                      capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["predictions"]
+    assert len(rows) == 5
+    # the phantoms' age lives in one fixed patch, which a shift or zoom moves: their spread is large
+    library = AgeModel.load(run_dir).predict(images, tta=4)
+    for row, (_, expected) in zip(rows, library.iterrows()):
+        assert row["tta_views"] == 4 and row["tta_sd"] > 0 and "interval_low" in row
+        assert row["tta_mean_age"] == pytest.approx(expected["tta_mean_age"], abs=0.05)
+        assert row["tta_sd"] == pytest.approx(expected["tta_sd"], abs=0.05)
+    text = call_cli(predict.main, str(images[0]), "--run", str(run_dir), "--tta", "3", "--no-progress", capsys=capsys)
+    assert "test-time spread sd" in text.stdout and "3 views" in text.stdout
+    csv = tmp_path / "plain.csv"
+    assert call_cli(predict.main, str(images[0]), "--run", str(run_dir), "--csv", str(csv), "--no-progress",
+                    capsys=capsys).returncode == 0
+    again = call_cli(predict.main, str(images[0]), "--run", str(run_dir), "--csv", str(csv), "--tta", "4",
+                     "--no-progress", capsys=capsys)
+    assert_one_line_error(again, "other settings", "tta")
+
+
 def test_same_ages_as_the_runs_evaluation_with_group_probabilities(phantom_run, classify_run, tmp_path, capsys):
     run_dir, _ = phantom_run
     evaluated = pd.read_csv(run_dir / "predictions_test.csv").iloc[:5]
@@ -136,7 +162,10 @@ def test_unreadable_files_are_skipped_and_listed(phantom_run, studies, tmp_path,
     (["ok.png", "--run", "CLASSIFY"], ["is a classify run", "--classify-run"]),
     (["ok.png", "--json", "--csv", "x.csv"], ["not allowed with argument"]),
     (["ok.png", "--read-threads", "0"], ["--read-threads", "0"]),
-], ids=["missing", "empty", "multi-frame", "csv-exists", "wrong-task", "json-and-csv", "no-threads"])
+    (["ok.png", "--tta", "1"], ["--tta", "from 2 to 8"]),
+    (["ok.png", "--tta", "9"], ["--tta", "from 2 to 8"]),
+], ids=["missing", "empty", "multi-frame", "csv-exists", "wrong-task", "json-and-csv", "no-threads", "one-view",
+        "too-many-views"])
 def test_bad_requests_give_one_line(phantom_run, classify_run, tmp_path, monkeypatch, capsys, args, fragments):
     run_dir, _ = phantom_run
     monkeypatch.chdir(tmp_path)

@@ -42,6 +42,7 @@ def _training_data(run: Run) -> dict:
         "excluded": ({} if removed is None else
                      {str(k): int(v) for k, v in removed["reason"].value_counts().items()}),
         "unreadable_files_left_out": 0 if skipped is None else len(skipped),
+        "healthy_only": run.healthy() or False,
     }
 
 
@@ -74,7 +75,8 @@ def card_facts(run: Run, metrics: dict, external: list[dict]) -> dict:
                                          "model": test["model"], "baseline": test["baseline"],
                                          "uncertainty": metrics.get("uncertainty")},
                        "external": external},
-        "performance_by_subgroup": _subgroups(test),
+        "performance_by_subgroup": {**_subgroups(test), **({"health": test["by_health"]} if "by_health" in test
+                                                             else {})},
         "caveats": _caveats(run),
     }
 
@@ -86,6 +88,10 @@ def _caveats(run: Run) -> list[str]:
         f"Ages over {experiment.data.max_age:g} were removed (the paper's filter), and ages a dataset censors "
         "(CheXpert's 90, MIMIC-IV's 91) were left out, so the model has not seen the very old.",
         f"Trained on the {experiment.data.view} view(s) recorded in the tables; lateral views were left out.",
+        *([f"Trained, validated and calibrated on healthy images only (the dataset's no-finding label): "
+           f"{healthy['train_kept']} training and {healthy['val_kept']} validation images kept, "
+           f"{healthy['train_removed'] + healthy['val_removed']} with findings removed; its test error is reported "
+           "on the healthy and on the others."] if (healthy := run.healthy()) else []),
         "Intervals are patient-bootstrap 95% intervals; the conformal intervals' coverage is guaranteed only for "
         "images exchangeable with the validation split (other hospitals: see the external validations).",
     ]

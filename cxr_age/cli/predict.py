@@ -18,6 +18,7 @@ from cxr_age.cli.options import coverage_level, load_task_model, positive_int, r
 from cxr_age.config import DEMO_NOTICE
 from cxr_age.engines import ENGINES
 from cxr_age.errors import CxrAgeError
+from cxr_age.io.test_time import MAX_VIEWS, check_views
 from cxr_age.run import RUNS_ROOT, Run
 from cxr_age.tasks import CLASSIFY, REGRESS
 
@@ -71,6 +72,10 @@ def build_parser() -> Parser:
     parser.add_argument("--coverage", type=coverage_level, metavar="P",
                         help="coverage of the age intervals and group sets, calibrated on the run's validation "
                              "split (default: the run's, 0.9)")
+    parser.add_argument("--tta", type=views, metavar="N",
+                        help=f"test-time spread: also the mean and SD (tta_sd) of the age over N views (2-{MAX_VIEWS}: "
+                             "the image and small zooms and shifts, never a flip); a quality-control flag, not a "
+                             "confidence interval (the conformal interval is that)")
     parser.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                         help="images per batch (default 16)")
     parser.add_argument("--read-threads", type=positive_int, metavar="N",
@@ -78,6 +83,14 @@ def build_parser() -> Parser:
                              "work on a shared machine")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def views(text: str) -> int:
+    """The number of test-time views, as a flag's value."""
+    try:
+        return check_views(int(text))
+    except (ValueError, CxrAgeError):
+        raise argparse.ArgumentTypeError(f"must be a whole number from 2 to {MAX_VIEWS}, got {text}") from None
 
 
 def summary_line(name: str, summary: dict) -> str:
@@ -104,6 +117,8 @@ def _text_line(row: dict) -> str:
         line += f"; group {row['predicted_group']} (probabilities: {probabilities})"
         if "prediction_set" in row:
             line += f"; set {{{row['prediction_set'].replace('|', ', ')}}}, expected age {row['expected_age']:.1f}"
+    if "tta_sd" in row:
+        line += f"; test-time spread sd {row['tta_sd']:.1f} (mean {row['tta_mean_age']:.1f}, {row['tta_views']} views)"
     if row.get("header_age") is not None:
         line += f"; header age {row['header_age']:.1f}, gap {row['age_gap']:+.1f}"
     if "saliency_png" in row:
@@ -125,8 +140,10 @@ def _where(source: Run | str | None) -> str | None:
 
 def _settings(args: argparse.Namespace, regress_run: Run | str) -> dict:
     """What the predictions depend on: a resumed --csv run must have the same."""
-    engine = {"engine": args.engine} if args.engine != "keras" else {}  # files of earlier versions resume
-    return {"run": _where(regress_run), "classify_run": _where(args.classify_run), **engine,
+    # Settings at their defaults are left out, so that files of earlier versions resume.
+    engine = {"engine": args.engine} if args.engine != "keras" else {}
+    tta = {"tta": args.tta} if args.tta else {}
+    return {"run": _where(regress_run), "classify_run": _where(args.classify_run), **engine, **tta,
             "coverage": args.coverage, "age_from_header": args.age_from_header, "any_dicom": args.any_dicom}
 
 
@@ -168,7 +185,7 @@ def _main(argv: Sequence[str] | None) -> None:
     if args.saliency:
         overlay_dir = Path(args.overlay_dir) if args.overlay_dir else (log.csv.parent if log else Path.cwd())
     how = Predicting(args.batch_size, args.coverage, Reading(args.any_dicom, args.age_from_header, args.read_threads),
-                     not args.no_progress, overlay_dir)
+                     not args.no_progress, overlay_dir, tta=args.tta)
     result = predict_paths(args.paths, regressor, classifier, how, log.done if log else frozenset(),
                            _on_batch(args, log))
     result.skipped = _in_flags(result.skipped)

@@ -55,6 +55,10 @@ def build_parser() -> Parser:
                             "multiworker (the machines in TF_CONFIG; run the same command on each). --batch-size is "
                             "the global batch, split evenly among the replicas")
     add_data_options(parser)
+    parser.add_argument("--healthy-only", action="store_true", default=None,
+                        help="train, validate and calibrate on the images the dataset's labels call healthy (NIH and "
+                             "CheXpert: No Finding; PadChest: normal); the test split keeps every patient and the "
+                             "error is reported on the healthy and on the others apart")
     return parser
 
 

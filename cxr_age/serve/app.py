@@ -2,7 +2,8 @@
 and a JSON API with the fields of `cxr-age-predict --json`.
 
 - `GET /`: the page (plain HTML, CSS and JavaScript from `static/`; no build step, nothing from other hosts);
-- `POST /api/predict`: multipart, one or many files (`files`), optional `saliency=1`;
+- `POST /api/predict`: multipart, one or many files (`files`), optional `saliency=1` and `tta=N` (test-time
+  spread); any other field or value is a 400, exactly as the OpenAPI description says;
 - `GET /api/model`: the models that answer, their test metrics and the limits;
 - `GET /healthz`: liveness and the number of requests in progress;
 - `GET /openapi.json`: the OpenAPI description FastAPI generates (its `/docs` page is off: it loads its
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 
 from cxr_age import __version__
 from cxr_age.io.files import without_nan
+from cxr_age.io.test_time import MAX_VIEWS
 from cxr_age.serve.batcher import Batcher, Busy
 from cxr_age.serve.limits import ServerLimits, UploadLimits
 from cxr_age.serve.service import AgeService, Job, Outcome
@@ -36,7 +38,6 @@ from cxr_age.serve.uploads import BadForm, TooLarge, check_length, read_form
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 DEFAULT_LIMITS = ServerLimits()
-TRUE_WORDS = ("1", "true", "on", "yes")
 PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
@@ -57,10 +58,29 @@ class Predictions(BaseModel):
 
 MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"],
-    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                             "description": "PNG, JPEG, BMP or DICOM files; each name is only a label"},
-                   "saliency": {"type": "string", "enum": ["0", "1"],
-                                "description": "1: a saliency overlay PNG (data URL) per prediction"}}}}}}}
+    "properties": {
+        "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
+                  "description": "PNG, JPEG, BMP or DICOM files; each name is only a label"},
+        "saliency": {"type": "string", "enum": ["0", "1"],
+                     "description": "1: a saliency overlay PNG (data URL) per prediction (keras engine only)"},
+        "tta": {"type": "integer", "minimum": 0, "maximum": MAX_VIEWS,
+                "description": f"test-time spread: the mean and SD (tta_sd) of the age over this many views (2-"
+                               f"{MAX_VIEWS}; 0 or 1: none); a quality-control flag, not a confidence interval"}},
+    "additionalProperties": False}}}}}
+
+
+def _options(fields: dict[str, str]) -> tuple[bool, int | None]:
+    """The request's `saliency` and `tta`, exactly as the schema allows them; anything else is a 400."""
+    unknown = sorted(set(fields) - {"saliency", "tta"})
+    if unknown:
+        raise BadForm(f"unknown form field(s): {', '.join(unknown)} (allowed: files, saliency, tta)")
+    saliency = fields.get("saliency", "0")
+    if saliency not in ("0", "1"):
+        raise BadForm(f"saliency must be 0 or 1, got {saliency[:20]!r}")
+    tta = fields.get("tta", "0").strip()
+    if not tta.isdigit() or int(tta) > MAX_VIEWS:
+        raise BadForm(f"tta must be a whole number from 0 to {MAX_VIEWS}, got {tta[:20]!r}")
+    return saliency == "1", int(tta) if int(tta) >= 2 else None
 
 
 def _refusal(status: int, message: str, retry: bool = False) -> JSONResponse:
@@ -134,8 +154,8 @@ async def _answer(request: Request, service: AgeService, batcher: Batcher, limit
     form = await read_form(request.headers.get("content-type", ""), request.stream(), limits)
     if not form.files:
         raise BadForm("no files in the form (send them as the field `files`)")
-    wants_maps = (form.fields.get("saliency") or request.query_params.get("saliency") or "").lower() in TRUE_WORDS
-    job, refused = await asyncio.to_thread(service.store, form.files, wants_maps)
+    wants_maps, tta = _options(form.fields)
+    job, refused = await asyncio.to_thread(service.store, form.files, wants_maps, tta)
     try:
         outcome = await batcher.submit(job, len(job.files)) if job.files else Outcome()
         rows, skipped = service.labelled(job, outcome)

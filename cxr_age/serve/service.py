@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +37,13 @@ KNOWN_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES
 @dataclass(frozen=True)
 class Job:
     """One request's files in its private folder (`labels`: each stored file's path and the name the client
-    gave it), and whether it asked for saliency overlays."""
+    gave it), whether it asked for saliency overlays, and the views of its test-time spread (None: none)."""
 
     folder: Path
     files: list[Path]
     labels: dict[str, str] = field(default_factory=dict)
     saliency: bool = False
+    tta: int | None = None
 
 
 @dataclass
@@ -111,12 +112,13 @@ class AgeService:
             for size in (1, 2):
                 model.outputs(np.zeros((size, model.image_size, model.image_size, 1), np.float32), compiled=True)
 
-    def store(self, uploads: Sequence[Upload], saliency: bool) -> tuple[Job, list[tuple[int, str]]]:
+    def store(self, uploads: Sequence[Upload], saliency: bool, tta: int | None = None,
+              ) -> tuple[Job, list[tuple[int, str]]]:
         """The request's readable-looking files written into a new private folder, and the position and reason
         of each refused before decoding (empty, or declaring more pixels than allowed)."""
         self._requests += 1
         folder = Path(tempfile.mkdtemp(prefix=f"r{self._requests}-", dir=self.root))
-        job = Job(folder, [], {}, saliency and self.saliency_available)
+        job = Job(folder, [], {}, saliency and self.saliency_available, tta)
         refused = []
         for index, upload in enumerate(uploads):
             reason = self._refusal(upload)
@@ -154,13 +156,20 @@ class AgeService:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def predict_jobs(self, jobs: Sequence[Job]) -> list[Outcome]:
-        """Every job's files predicted as one batch; if that fails as a whole (a file no decoder foresaw),
-        each file is predicted on its own so that only the file at fault is skipped."""
-        files = [path for job in jobs for path in job.files]
-        try:
-            rows, skipped = self._predict(files, {p for job in jobs if job.saliency for p in job.files})
-        except Exception:  # noqa: BLE001 - isolate the file at fault instead of failing every request
-            rows, skipped = self._one_by_one(jobs)
+        """The files of the jobs that ask for the same test-time spread predicted as one batch; if that fails
+        as a whole (a file no decoder foresaw), each file is predicted on its own so that only the file at
+        fault is skipped."""
+        rows, skipped = [], []
+        for tta in dict.fromkeys(job.tta for job in jobs):
+            alike = [job for job in jobs if job.tta == tta]
+            files = [path for job in alike for path in job.files]
+            try:
+                more_rows, more_skipped = self._predict(files, {p for job in alike if job.saliency for p in job.files},
+                                                        tta)
+            except Exception:  # noqa: BLE001 - isolate the file at fault instead of failing every request
+                more_rows, more_skipped = self._one_by_one(alike)
+            rows += more_rows
+            skipped += more_skipped
         by_file = {row["file"]: row for row in rows}
         reasons = dict(skipped)
         return [Outcome([by_file[str(p)] for p in job.files if str(p) in by_file],
@@ -171,7 +180,7 @@ class AgeService:
         for job in jobs:
             for path in job.files:
                 try:
-                    more_rows, more_skipped = self._predict([path], {path} if job.saliency else set())
+                    more_rows, more_skipped = self._predict([path], {path} if job.saliency else set(), job.tta)
                 except Exception as err:  # noqa: BLE001 - one file's failure, reported as its skip reason
                     log.warning("a file could not be predicted (%s)", type(err).__name__)
                     more_rows, more_skipped = [], [(str(path), f"could not be predicted: {_first_line(err)}")]
@@ -179,11 +188,12 @@ class AgeService:
                 skipped += more_skipped
         return rows, skipped
 
-    def _predict(self, files: list[Path], with_maps: set[Path]) -> tuple[list[dict], list[tuple[str, str]]]:
+    def _predict(self, files: list[Path], with_maps: set[Path], tta: int | None = None,
+                 ) -> tuple[list[dict], list[tuple[str, str]]]:
         if not files:
             return [], []
         rows, skipped = [], []
-        for batch in predict_batches(files, self.regressor, self.classifier, self.how):
+        for batch in predict_batches(files, self.regressor, self.classifier, replace(self.how, tta=tta)):
             wanted = [i for i, row in enumerate(batch.rows) if Path(row["file"]) in with_maps]
             if wanted:
                 self._add_maps([batch.rows[i] for i in wanted], batch.images[wanted])

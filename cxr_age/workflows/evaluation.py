@@ -7,12 +7,15 @@ import os
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import pandas as pd
 
 from cxr_age.config import DEMO_NOTICE, Experiment
+from cxr_age.io.healthy import healthy_mask
 from cxr_age.io.loader import make_batches
 from cxr_age.io.store import matching_store
 from cxr_age.run import Run
+from cxr_age.stats.bootstrap import BOOTSTRAP_DRAWS, mean_interval
 from cxr_age.stats.conformal import DEFAULT_COVERAGE
 from cxr_age.tasks import Judging, Task
 from cxr_age.tasks.base import interval_text
@@ -76,6 +79,8 @@ def evaluate(run: Run | str | os.PathLike, splits: Sequence[str] = ("val", "test
     for split, frame in predictions.items():
         run.write_predictions(split, frame)
         metrics = task.metrics(frame, baseline, seed)
+        if split == "test" and experiment.data.healthy_only and task.predicts_age:
+            metrics["by_health"] = mae_by_health(frame, baseline.median_age, seed)
         result["splits"][split] = metrics
         task.write_figures(frame, metrics, Judging(run.folder, split, seed, note, coverage))
     history = run.history()
@@ -83,6 +88,23 @@ def evaluate(run: Run | str | os.PathLike, splits: Sequence[str] = ("val", "test
         figures.loss_curves(history, run.file("loss_curves.png"), task.loss_description(experiment.train.loss),
                             note)
     run.write_metrics(result)
+    return result
+
+
+def mae_by_health(frame: pd.DataFrame, median_age: float, seed: int) -> dict:
+    """The MAE on the healthy and on the other patients of a split (`cxr_age.io.healthy`), each with its
+    patient-bootstrap 95% interval (none from fewer than two patients) and the baseline's MAE beside it."""
+    healthy = healthy_mask(frame)
+    result = {}
+    for name, part in (("healthy", frame[healthy]), ("not_healthy", frame[~healthy])):
+        errors = (part["predicted_age"] - part["age"]).abs().to_numpy(float)
+        patients = part["patient_id"].to_numpy(str)
+        if len(set(patients)) >= 2:
+            mae = mean_interval(patients, errors, seed, BOOTSTRAP_DRAWS)
+        else:
+            mae = {"value": float(errors.mean()) if len(errors) else float("nan"), "ci95": [float("nan")] * 2}
+        result[name] = {"images": len(part), "patients": len(set(patients)), "mae": mae,
+                        "baseline_mae": float(np.abs(part["age"] - median_age).mean()) if len(part) else float("nan")}
     return result
 
 
@@ -100,6 +122,11 @@ def summary_lines(result: dict, task: Task) -> list[str]:
             lines.append(f"  {name:>20}: {value['value']:.3f}{unit} (95% CI {low:.3f} to {high:.3f}); "
                          f"baseline {base[name]:.3f}")
         lines += _per_dataset_lines(metrics, task.per_dataset_metric)
+        for name, part in metrics.get("by_health", {}).items():
+            low, high = part["mae"]["ci95"]
+            lines.append(f"  {name.replace('_', ' '):>20}: mae {part['mae']['value']:.2f} years (95% CI {low:.2f} to "
+                         f"{high:.2f}); baseline {part['baseline_mae']:.2f} ({part['images']} images of "
+                         f"{part['patients']} patients)")
     if "uncertainty" in result:
         lines += task.uncertainty_lines(result["uncertainty"])
     return lines

@@ -261,7 +261,7 @@ def join_outcomes(predictions: ModelPredictions, table_csv: str | Path, question
     _require(table, [*outcome.columns, *question.covariates, *([question.date] if question.date else [])], where)
     joined, unmatched = _join(table, predictions, question, where)
     notes = []
-    if question.age not in joined:
+    if question.age not in table:
         if "age" not in joined:
             raise CxrAgeError(f"{where} lacks the age column {question.age!r} (name it with `age`), and the "
                               "predictions carry no age")

@@ -75,8 +75,9 @@ class Reading:
 class Predicting:
     """How a folder of studies is predicted: images per batch, the coverage of the intervals and sets
     (None: the run's), how files are read, whether a progress bar shows, where saliency overlays go
-    (None: no overlays), and whether the networks run as compiled graphs (None: when there is more than one
-    batch; a long-lived caller such as the web service compiles always, once)."""
+    (None: no overlays), whether the networks run as compiled graphs (None: when there is more than one
+    batch; a long-lived caller such as the web service compiles always, once), and the number of views of the
+    regressor's test-time spread (None: none; `AgeModel.spread`)."""
 
     batch_size: int = 16
     coverage: float | None = None
@@ -84,6 +85,7 @@ class Predicting:
     progress: bool = True
     overlay_dir: Path | None = None
     compiled: bool | None = None
+    tta: int | None = None
 
 
 def _with_header_ages(rows: list[dict], files: Sequence[Path]) -> None:
@@ -114,8 +116,10 @@ def _rows(kept: list[Path], images: np.ndarray, models: tuple[AgeModel, AgeModel
           compiled: bool) -> list[dict]:
     regressor, classifier = models
     reading = how.reading
-    decoded = regressor.columns(regressor.outputs(images, compiled), how.coverage).to_dict(orient="records")
-    rows = [{"file": str(path), **row} for path, row in zip(kept, decoded)]
+    decoded = regressor.columns(regressor.outputs(images, compiled), how.coverage)
+    if how.tta is not None:
+        decoded = pd.concat([decoded, regressor.spread(images, how.tta, compiled)], axis=1)
+    rows = [{"file": str(path), **row} for path, row in zip(kept, decoded.to_dict(orient="records"))]
     if classifier is not None:
         inputs = _classifier_inputs(kept, images, regressor, classifier, reading)
         extras = classifier.columns(classifier.outputs(inputs, compiled), how.coverage).to_dict(orient="records")

@@ -22,6 +22,7 @@ from cxr_age.io.splits import SPLITS
 from cxr_age.run import Run
 from cxr_age.saliency.regions import mass_share_table
 from cxr_age.tasks import Task
+from cxr_age.workflows.outcomes import outcome_results, summary_lines
 
 LITERATURE = (
     ("Sabottke et al. 2020", "CheXpert, DenseNet121", "MAE 4.69 years"),
@@ -228,6 +229,23 @@ def _age_gap_section(run: Run) -> str:
     return "\n".join(parts)
 
 
+def _outcomes_section(run: Run) -> str:
+    """Each outcome analysis of the run (`cxr-age-outcomes RUN ...`): the gap's effects, tests and warnings."""
+    results = outcome_results(run)
+    if not results:
+        return ('<p class="missing">no outcome analysis yet (cxr-age-outcomes RUN --outcomes TABLE ... writes one '
+                "into the run)</p>")
+    parts = []
+    for folder, summary in results:
+        lines = summary_lines(summary)
+        parts += [f"<h3>{_escape(folder.name)}: {_escape(summary['outcome_table'])}</h3>",
+                  "<ul>" + "".join(f"<li>{_escape(line)}</li>" for line in lines) + "</ul>",
+                  _table(pd.read_csv(folder / "effects.csv")),
+                  _figure(folder / "forest.png", "the gap's effects, adjusted for age and covariates"),
+                  _figure(folder / "adjusted_curves.png", "adjusted curves for a gap of -T, 0 and +T years")]
+    return "\n".join(parts)
+
+
 def build_report(run: Run | str | os.PathLike) -> str:
     """The report page of a run as one HTML string."""
     run = open_model(run)
@@ -251,6 +269,7 @@ def build_report(run: Run | str | os.PathLike) -> str:
                  _uncertainty_section(task, run, metrics)),
         _section("saliency", "Saliency", _saliency_section(run)),
         _section("age-gap", "Age gap", _age_gap_section(run)),
+        _section("outcomes", "Does the gap predict outcomes? (age-adjusted models)", _outcomes_section(run)),
         _section("external", "External validation: trained on one dataset, tested on another",
                  _external_section(task, run, metrics)),
     ]

@@ -23,6 +23,7 @@ from cxr_age.errors import CxrAgeError
 from cxr_age.io.ages import N_GROUPS
 from cxr_age.io.feed import Feed
 from cxr_age.io.files import write_atomic
+from cxr_age.io.healthy import healthy_lines, healthy_mask, keep_healthy
 from cxr_age.io.image_check import check_images, check_missing
 from cxr_age.io.loader import make_batches, require_source
 from cxr_age.io.selection import Selection, select
@@ -112,6 +113,11 @@ def prepare_data(config: Experiment, run: Run | str | os.PathLike, selection: Se
     run.write_table(selection.skipped, Run.SKIPPED)
     run.write_table(selection.removed, Run.REMOVED)
     frame = assign_splits(selection.frame, data.seed, data.nih_lists)
+    if data.healthy_only:
+        frame, counts = keep_healthy(frame)
+        for line in healthy_lines(counts):
+            log.info(line)
+        run.write_healthy(counts)
     run.check_same_split(frame)
     parts = {name: frame.loc[frame["split"] == name, SPLIT_COLUMNS] for name in SPLITS}
     for name, part in parts.items():
@@ -160,6 +166,8 @@ def train(experiment: Experiment, out: str | os.PathLike | None = None, *,
     """
     selection = select(experiment.data)  # a bad table stops here, before a run folder exists
     log_selection(selection, experiment.data, log)
+    if experiment.data.healthy_only:
+        healthy_mask(selection.frame)  # a table without findings stops here too
     if not has_tensorflow():
         data = experiment.data
         store = matching_store(selection.frame["path"], data.image_size)

@@ -58,6 +58,8 @@ class Dataset:
         homepage: where to download it.
         paths_from_table_folder: whether the image paths start in the table's own folder (`files/...`,
             `images/...`) rather than in an image folder beside it.
+        healthy_label: the finding that marks an image without disease (`No Finding`, PadChest's `normal`),
+            which `--healthy-only` trains on; empty where the table records no findings.
     """
 
     name: str = ""
@@ -65,6 +67,7 @@ class Dataset:
     signature: tuple[str, ...] = ()
     homepage: str = ""
     paths_from_table_folder: bool = False
+    healthy_label: str = ""
 
     def matches(self, columns: list[str]) -> bool:
         """Whether a table with these columns has this dataset's layout."""

@@ -41,6 +41,7 @@ class CheXpert(Dataset):
     title = "CheXpert"
     signature = ("Path", "Frontal/Lateral", "AP/PA")
     homepage = "https://stanfordmlgroup.github.io/competitions/chexpert/"
+    healthy_label = "No Finding"  # its `No Finding` column marked 1
 
     def normalise(self, raw: pd.DataFrame, csv: Path, patients: str | None = None) -> Normalised:
         self.require(raw, csv, ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA"))

@@ -34,6 +34,7 @@ class Covid(Dataset):
     signature = ("patientid", "finding", "folder", "filename")
     homepage = "https://github.com/ieee8023/covid-chestxray-dataset"
     paths_from_table_folder = True  # `folder/filename`: images/..., volumes/...
+    healthy_label = "No Finding"  # the collection's few `No Finding` images
 
     def normalise(self, raw: pd.DataFrame, csv: Path, patients: str | None = None) -> Normalised:
         self.require(raw, csv, ("patientid", "age", "sex", "finding", "view", "folder", "filename"))

@@ -83,6 +83,7 @@ def patient_ids(raw: pd.DataFrame, columns: dict[str, str], images: pd.Series,
 class GenericCSV(Dataset):
     name = "csv"
     title = "a generic CSV"
+    healthy_label = "No Finding"  # findings are written in ChestX-ray14's labels
 
     def normalise(self, raw: pd.DataFrame, csv: Path, patients: str | None = None) -> Normalised:
         columns = find_columns(raw, csv)

@@ -64,6 +64,7 @@ class MIMIC(Dataset):
     signature = ("dicom_id", "subject_id", "study_id", "ViewPosition")
     homepage = "https://physionet.org/content/mimic-cxr-jpg/"
     paths_from_table_folder = True  # `files/pXX/...`
+    healthy_label = "No Finding"  # its CheXpert-labeller `No Finding` column marked 1
 
     def normalise(self, raw: pd.DataFrame, csv: Path, patients: str | None = None) -> Normalised:
         self.require(raw, csv, ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate"))

@@ -41,6 +41,7 @@ class NIH(Dataset):
     title = "NIH ChestX-ray14"
     signature = ("Image Index", "Patient Age", "Finding Labels")
     homepage = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
+    healthy_label = "No Finding"  # the label of images with none of the 14 findings
 
     def normalise(self, raw: pd.DataFrame, csv: Path, patients: str | None = None) -> Normalised:
         self.require(raw, csv, COLUMNS)

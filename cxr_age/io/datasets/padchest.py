@@ -39,6 +39,7 @@ class PadChest(Dataset):
     title = "PadChest"
     signature = ("ImageID", "ImageDir", "PatientBirth")
     homepage = "https://bimcv.cipf.es/bimcv-projects/padchest/"
+    healthy_label = "normal"  # the radiologists' `normal` label
 
     def normalise(self, raw: pd.DataFrame, csv: Path, patients: str | None = None) -> Normalised:
         self.require(raw, csv, ("ImageID", "ImageDir", "StudyDate_DICOM", "PatientID", "PatientBirth"))

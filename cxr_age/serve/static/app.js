@@ -85,10 +85,11 @@ function plan(files, limits) {
   return { requests, tooLarge };
 }
 
-async function send(files, saliency) {
+async function send(files, saliency, tta) {
   const form = new FormData();
   for (const file of files) form.append("files", file, file.name);
   if (saliency) form.append("saliency", "1");
+  if (tta >= 2) form.append("tta", String(tta));
   for (let attempt = 0; ; attempt++) {
     const response = await fetch("api/predict", { method: "POST", body: form });
     if (response.status === 503 && attempt < 20) {
@@ -124,7 +125,8 @@ function resultRow(row) {
   const interval = row.interval_low === undefined ? "" :
     `${fixed(row.interval_low)}–${fixed(row.interval_high)} (${Math.round(row.interval_coverage * 100)}%)`;
   tr.append(element("td", row.file, "file"), element("td", `${fixed(row.predicted_age)} years`, "age"),
-    element("td", interval), groupCell(row), element("td", fixed(row.header_age), "header-column"),
+    element("td", interval), groupCell(row), element("td", fixed(row.tta_sd, 2), "tta-column"),
+    element("td", fixed(row.header_age), "header-column"),
     element("td", row.age_gap === null || row.age_gap === undefined ? "" :
       `${row.age_gap > 0 ? "+" : ""}${fixed(row.age_gap)}`, "header-column"));
   const map = element("td", null, "map-column");
@@ -138,13 +140,14 @@ function resultRow(row) {
   return tr;
 }
 
-// Columns that no row fills (no classifier, no DICOM header age, no overlays asked for) are hidden.
+// Columns that no row fills (no classifier, no DICOM header age, no overlays or spread asked for) are hidden.
 function render() {
   $("output").hidden = false;
   const table = $("results");
   table.classList.toggle("no-groups", !state.rows.some((row) => row.predicted_group));
   table.classList.toggle("no-header", !state.rows.some((row) => row.header_age !== null && row.header_age !== undefined));
   table.classList.toggle("no-maps", !state.rows.some((row) => row.saliency_png));
+  table.classList.toggle("no-tta", !state.rows.some((row) => row.tta_sd !== null && row.tta_sd !== undefined));
   $("results").tBodies[0].replaceChildren(...state.rows.map(resultRow));
   $("skipped").replaceChildren(...state.skipped.map((s) => element("li", `${s.file}: ${s.reason}`)));
   $("skipped-box").hidden = state.skipped.length === 0;
@@ -159,7 +162,7 @@ async function predict(event) {
   let done = 0;
   for (const files of requests) {
     $("status").textContent = `predicting ${done + 1}–${done + files.length} of ${state.files.length}…`;
-    const body = await send(files, $("saliency").checked);
+    const body = await send(files, $("saliency").checked, Number($("tta").value));
     state.rows.push(...body.predictions);
     state.skipped.push(...body.skipped);
     done += files.length;
