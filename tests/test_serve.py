@@ -168,6 +168,34 @@ def test_the_page_api_description_and_a_log_without_patient_identifiers(server, 
     assert "Doe_Jane" not in server.log.read_text()  # file names are not logged either
 
 
+def test_test_time_spread_and_options_exactly_as_described(server, studies):
+    """`tta=4` gives each row its spread beside the interval; a value or field the OpenAPI description does
+    not allow is a 400, never silently ignored."""
+    study = [("study.jpg", (studies / "study.jpg").read_bytes())]
+    row = post(server.url, study, tta="4").json()["predictions"][0]
+    assert row["tta_views"] == 4 and row["tta_sd"] > 0 and "interval_low" in row
+    assert "tta_sd" not in post(server.url, study).json()["predictions"][0]
+    for fields, word in (({"saliency": "yes"}, "saliency"), ({"tta": "9"}, "tta"), ({"tta": "two"}, "tta"),
+                         ({"coverage": "0.5"}, "unknown form field")):
+        refused = post(server.url, study, **fields)
+        assert refused.status_code == 400 and word in refused.json()["detail"], fields
+    body = httpx.get(server.url + "openapi.json").json()["paths"]["/api/predict"]["post"]["requestBody"]
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert schema["required"] == ["files"] and schema["properties"]["files"]["minItems"] == 1
+    assert schema["properties"]["tta"]["maximum"] == 8 and schema["properties"]["saliency"]["enum"] == ["0", "1"]
+
+
+def test_schemathesis_finds_no_failure_from_the_openapi_description(server, tmp_path):
+    """Every check of schemathesis (server errors, status codes, schema conformance, schema-valid requests
+    accepted and invalid ones refused), fuzzing from the description the server publishes, seeded."""
+    command = [str(Path(sys.executable).parent / "st"), "run", server.url + "openapi.json", "--checks", "all",
+               "--max-examples", "15", "--workers", "1", "--seed", "1", "--generation-deterministic",
+               "--report-dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=guarded_environment(), timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "No issues found" in result.stdout
+
+
 def test_a_full_queue_answers_503(phantom_run, studies):
     """Two requests wait in a two-second batching window; the third finds the queue full. Every request's
     private folder is gone once it is answered."""
@@ -212,7 +240,7 @@ def test_a_browser_uploads_a_file_and_reads_the_age(server, studies, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -223,15 +251,20 @@ def test_a_browser_uploads_a_file_and_reads_the_age(server, studies, tmp_path):
         browser.get(server.url)
         WebDriverWait(browser, 30).until(lambda b: "trained on" in b.find_element(By.ID, "models").text)
         browser.find_element(By.ID, "files").send_keys(str(studies / "study.dcm"))
+        Select(browser.find_element(By.ID, "tta")).select_by_value("4")
         browser.find_element(By.ID, "predict").click()
         cell = WebDriverWait(browser, 60).until(
             lambda b: b.find_elements(By.CSS_SELECTOR, "#results tbody tr[data-file='study.dcm'] td.age"))[0]
         shown = float(cell.text.split()[0])
+        spread = browser.find_element(By.CSS_SELECTOR, "#results tbody tr[data-file='study.dcm'] td.tta-column")
+        shown_spread = float(spread.text)
         browser.save_screenshot(str(tmp_path / "page.png"))
     finally:
         browser.quit()
-    expected = post(server.url, [("study.dcm", (studies / "study.dcm").read_bytes())]).json()["predictions"][0]
+    expected = post(server.url, [("study.dcm", (studies / "study.dcm").read_bytes())], tta="4").json()
+    expected = expected["predictions"][0]
     assert shown == pytest.approx(expected["predicted_age"], abs=0.05)
+    assert shown_spread == pytest.approx(expected["tta_sd"], abs=0.01)
     assert cv2.imread(str(tmp_path / "page.png")).shape[1] == 1280
 
 
