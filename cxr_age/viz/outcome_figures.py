@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_age.stats.outcome_fits import COX, Fit
+from cxr_age.stats.outcome_fits import Fit
 from cxr_age.stats.outcomes import CENTRE_AGE, Design
 from cxr_age.viz.figures import new_figure, save_figure
 
@@ -39,20 +39,21 @@ def _typical(design: Design, columns: list[str], gaps: list[float]) -> pd.DataFr
     return pd.DataFrame([{**row, "gap": gap} for gap in gaps])[columns]
 
 
-def adjusted_curves(fit: Fit, design: Design, threshold: float, kind: str, path: Path, note: str = "") -> Path:
+def adjusted_curves(fit: Fit, design: Design, threshold: float, time_label: str | None, path: Path,
+                    note: str = "") -> Path:
     """Cox: survival of a typical patient (median age, reference covariates) with a gap of -T, 0 and +T
     years, from the fitted model (lifelines' partial effects). Logistic: the outcome's probability against
-    age for the same three gaps."""
+    age for the same three gaps. `time_label` names the time axis of a Cox model (None: a logistic one)."""
     columns = list(fit.params.index.drop("const", errors="ignore"))
     gaps = [-threshold, 0.0, threshold]
     figure, axes = new_figure(figsize=(6.5, 4.2))
     colours = ("tab:blue", "gray", "tab:red")
-    if kind == COX:
+    if time_label is not None:
         curves = fit.model.predict_survival_function(_typical(design, columns, gaps))
         for index, gap in enumerate(gaps):
             axes.step(curves.index, curves.iloc[:, index], where="post", color=colours[index],
                       label=f"gap {gap:+.1f} years")
-        axes.set_xlabel("time")
+        axes.set_xlabel(f"{time_label} (from the image)")
         axes.set_ylabel("adjusted survival")
         axes.set_title(f"Adjusted survival at age {design.frame['age'].median():.0f} (median)", fontsize=10)
     else:

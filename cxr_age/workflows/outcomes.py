@@ -100,7 +100,7 @@ def analyse_outcomes(predictions: str | Path, outcomes_csv: str | Path, question
     write_csv(joined.excluded, folder / "excluded.csv")
     title = f"Age gap and {question.outcome.positive} ({len(joined.frame)} patients, {summary['events']} events)"
     forest_plot(analysis.effects, folder / "forest.png", title)
-    adjusted_curves(analysis.fits["gap"], analysis.design, threshold, question.outcome.kind,
+    adjusted_curves(analysis.fits["gap"], analysis.design, threshold, question.outcome.time,
                     folder / "adjusted_curves.png")
     write_json(summary, folder / RESULT)
     return OutcomeResult(folder, summary, analysis)
