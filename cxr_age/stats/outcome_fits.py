@@ -94,12 +94,13 @@ def _logistic(frame: pd.DataFrame, columns: list[str], outcome: OutcomeColumns, 
             result = model.fit_regularized(alpha=penalizer * 1e-2, disp=0, maxiter=500, trim_mode="off")
         else:
             result = model.fit(disp=0, maxiter=200)
+        probabilities = result.predict(exog)  # overflow on the way to 0 or 1 is said, not printed
     notes = [_first_sentence(w.message) for w in said if issubclass(w.category, (RuntimeWarning, UserWarning))
              or "Warning" in w.category.__name__]
     if penalizer == 0 and (not result.mle_retvals.get("converged", True) or
                            any("separation" in note.lower() for note in notes)):
         raise _NotConverged("; ".join(notes) or "the likelihood did not converge")
-    auc = float(roc_auc_score(frame[outcome.binary].astype(int), result.predict(exog)))
+    auc = float(roc_auc_score(frame[outcome.binary].astype(int), probabilities))
     return Fit(result.params, result.cov_params(), float(result.llf), auc, result, penalizer > 0, notes)
 
 
