@@ -11,7 +11,7 @@ from cxr_age.io.ages import GROUP_LABELS
 from cxr_age.stats.age_gap import FINDINGS
 from cxr_age.workflows.age_gap import analyse_age_gap
 
-SECTIONS = {"config", "data", "metrics", "figures", "saliency", "age-gap", "uncertainty", "external"}
+SECTIONS = {"config", "data", "metrics", "figures", "saliency", "age-gap", "outcomes", "uncertainty", "external"}
 LOADING_TAGS = {"script", "link", "iframe", "frame", "object", "embed", "audio", "video", "source", "base"}
 
 
