@@ -103,6 +103,11 @@ def _from_csv(path: Path) -> ModelPredictions:
     return ModelPredictions(frame, str(path), mae)
 
 
+def file_name(path: object) -> str:
+    """The file name a join on images compares: the last part of a path, with either separator."""
+    return PurePath(str(path).replace("\\", "/")).name
+
+
 def read_predictions(source: str | Path) -> ModelPredictions:
     """Predicted ages from a run folder, an external validation folder, or a predictions CSV."""
     path = Path(source)
@@ -114,7 +119,7 @@ def read_predictions(source: str | Path) -> ModelPredictions:
         raise CxrAgeError(f"{source}: no such run, external validation folder or predictions CSV")
     frame = found.frame.copy()
     frame["predicted_age"] = pd.to_numeric(frame["predicted_age"], errors="coerce")
-    frame["join_image"] = frame[IMAGE].map(lambda name: PurePath(str(name).replace("\\", "/")).name)
+    frame["join_image"] = frame[IMAGE].map(file_name)
     found.frame = frame
     return found
 
@@ -144,7 +149,7 @@ def _join(table: pd.DataFrame, predictions: ModelPredictions, question: OutcomeQ
     preds = predictions.frame
     if question.on == IMAGE:
         _require(table, [question.image_column], where)
-        left = table.assign(join_image=table[question.image_column].map(lambda n: PurePath(n.replace("\\", "/")).name))
+        left = table.assign(join_image=table[question.image_column].map(file_name))
         key = "join_image"
     else:
         _require(table, [question.patient_column], where)
