@@ -189,18 +189,31 @@ def _read_pixels(path: Path, any_dicom: bool) -> np.ndarray:
         dataset = pydicom.dcmread(path, force=True)
     except Exception as err:  # noqa: BLE001 - pydicom raises many types on malformed files; each is one skip
         raise CxrAgeError(f"{path}: cannot be read as DICOM: {_first_line(err)}") from None
+    return _dataset_pixels(dataset, str(path), any_dicom)
+
+
+def dataset_image(dataset, name: str, any_dicom: bool = False) -> np.ndarray:
+    """`read_dicom` for a dataset already in memory (one received over the network): float32 `[height, width]`
+    in [0, 1]; a CxrAgeError that starts with `name` (a UID, never a patient attribute) says why not."""
+    _pydicom()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _dataset_pixels(dataset, name, any_dicom)
+
+
+def _dataset_pixels(dataset, name: str, any_dicom: bool) -> np.ndarray:
     refusal = None if any_dicom else not_a_chest_radiograph(dataset)
     if refusal:
-        raise CxrAgeError(f"{path}: {refusal}; `any_dicom` reads it anyway")
+        raise CxrAgeError(f"{name}: {refusal}; `any_dicom` reads it anyway")
     if "PixelData" not in dataset and "FloatPixelData" not in dataset:
-        raise CxrAgeError(f"{path}: cannot be read as DICOM: no pixel data (a {dataset.get('Modality', 'non-image')} "
+        raise CxrAgeError(f"{name}: cannot be read as DICOM: no pixel data (a {dataset.get('Modality', 'non-image')} "
                           "object)")
     try:
         _with_transfer_syntax(dataset)
         gray = _gray(dataset)
     except Exception as err:  # noqa: BLE001 - any decoder failure is this file's skip, never the run's end
         reason = str(err) if isinstance(err, _NotOneFrame) else _decode_failure(dataset, err)
-        raise CxrAgeError(f"{path}: {reason}") from None
+        raise CxrAgeError(f"{name}: {reason}") from None
     if gray.ndim != 2:
-        raise CxrAgeError(f"{path}: expected one 2-D image, found pixel data of shape {gray.shape}")
+        raise CxrAgeError(f"{name}: expected one 2-D image, found pixel data of shape {gray.shape}")
     return gray.astype(np.float32)
