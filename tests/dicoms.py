@@ -51,3 +51,12 @@ def write_dicom(path: Path, stored: np.ndarray, photometric: str = "MONOCHROME2"
     dataset.PixelData = stored.astype(np.uint16).tobytes()
     dataset.save_as(path, enforce_file_format=True)
     return path
+
+
+def chest_instance(path: Path, image: np.ndarray, study: str, series: str, **tags: str) -> Path:
+    """A frontal (PA) chest DX For Presentation, ORIGINAL, of `image` (float in [0, 1]) as 12-bit pixels, in
+    `study` and `series`; keyword tags override the defaults (`ViewPosition="LL"`, `Modality="CR"`, ...)."""
+    defaults = {"StudyInstanceUID": study, "SeriesInstanceUID": series, "ViewPosition": "PA",
+                "BodyPartExamined": "CHEST", "ImageType": ["ORIGINAL", "PRIMARY"], "StudyDate": "20240105",
+                "PatientAge": "058Y", "PatientSex": "F"}
+    return write_dicom(path, np.round(image * 4095).astype(np.uint16), bits=12, **{**defaults, **tags})

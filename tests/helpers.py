@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,6 +91,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+def free_ports(n: int) -> list[int]:
+    """`n` TCP ports on 127.0.0.1 that nothing listens on now."""
+    sockets = [socket.socket() for _ in range(n)]
+    for handle in sockets:
+        handle.bind(("127.0.0.1", 0))
+    ports = [handle.getsockname()[1] for handle in sockets]
+    for handle in sockets:
+        handle.close()
+    return ports
+
 
 def write_bar_images(folder: Path, n: int, seed: int = 0, size: int = 64) -> Path:
     """Synthetic radiographs whose age is visible: noise plus a bright bar whose length grows with age."""

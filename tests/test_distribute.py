@@ -6,7 +6,6 @@ The whole-trainer comparisons train DenseNet121 three times (about four minutes 
 `distributed` and kept out of the default run; CI runs them (`python -m pytest -m "xla or distributed"`)."""
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_one_line_error, call_cli, guarded_environment, run_cli, write_bar_images
+from helpers import assert_one_line_error, call_cli, free_ports, guarded_environment, run_cli, write_bar_images
 
 from cxr_age.cli.train import main as train_main
 from cxr_age.errors import CxrAgeError
@@ -40,16 +39,6 @@ def on_two_cpus(code: str, *args: str, timeout: float = 400) -> subprocess.Compl
 def tf_config(ports: list[int], index: int) -> str:
     return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
                        "task": {"type": "worker", "index": index}})
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for handle in sockets:
-        handle.bind(("127.0.0.1", 0))
-    ports = [handle.getsockname()[1] for handle in sockets]
-    for handle in sockets:
-        handle.close()
-    return ports
 
 
 @pytest.mark.parametrize("environ, fragments", [

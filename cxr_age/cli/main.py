@@ -1,15 +1,15 @@
-"""`python -m cxr_age data|train|evaluate|saliency|predict|report|export|serve|outcomes ...`: the console
-scripts under one entry point."""
+"""`python -m cxr_age data|train|evaluate|saliency|predict|report|export|serve|outcomes|pacs|listen ...`: the
+console scripts under one entry point."""
 
 from __future__ import annotations
 
 import sys
 
-from cxr_age.cli import data, evaluate, export, outcomes, predict, report, saliency, serve, train
+from cxr_age.cli import data, evaluate, export, listen, outcomes, pacs, predict, report, saliency, serve, train
 
 COMMANDS = {"data": data.main, "train": train.main, "evaluate": evaluate.main, "saliency": saliency.main,
             "predict": predict.main, "report": report.main, "export": export.main, "serve": serve.main,
-            "outcomes": outcomes.main}
+            "outcomes": outcomes.main, "pacs": pacs.main, "listen": listen.main}
 
 
 def main(argv: list[str] | None = None) -> int:
