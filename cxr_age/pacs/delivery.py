@@ -26,6 +26,15 @@ NODE = re.compile(r"^(?P<aet>[^@\\]{1,16})@(?P<host>[^:@\s]+):(?P<port>\d{1,5})$
 SUCCESS_OR_WARNING = (0x0000, 0xB000, 0xB006, 0xB007)  # PS3.4 C-STORE: success, coercion and element warnings
 
 
+def pynetdicom_module():
+    """pynetdicom, or a one-line error naming the extra that brings it."""
+    try:
+        import pynetdicom
+    except ImportError:
+        raise CxrAgeError("DICOM networking needs pynetdicom: pip install \"cxr-age[pacs]\"") from None
+    return pynetdicom
+
+
 class DeliveryError(CxrAgeError):
     """A destination did not take a result."""
 
@@ -55,9 +64,7 @@ class StoreScu:
         self.name = node
 
     def send(self, datasets: Sequence[Dataset]) -> None:
-        from pynetdicom import AE
-
-        ae = AE(ae_title=self.calling_aet)
+        ae = pynetdicom_module().AE(ae_title=self.calling_aet)
         ae.add_requested_context(Comprehensive3DSRStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
         association = ae.associate(self.host, self.port, ae_title=self.aet)

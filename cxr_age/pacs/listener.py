@@ -19,11 +19,12 @@ from pydicom import uid as uids
 
 from cxr_age.errors import CxrAgeError
 from cxr_age.pacs.assessment import PREDICTED, AgeReader
-from cxr_age.pacs.delivery import DeadLetters, Retry, StoreScu, Stow, deliver
+from cxr_age.pacs.delivery import DeadLetters, Retry, StoreScu, Stow, deliver, pynetdicom_module
 from cxr_age.pacs.studies import HeldStudy, StudyBuffer
 
 log = logging.getLogger(__name__)
 SUCCESS, OUT_OF_RESOURCES = 0x0000, 0xA700
+VERIFICATION = "1.2.840.10008.1.1"
 # Every transfer syntax that pydicom decodes with the dicom extra's GDCM (12-bit JPEG Extended needs a
 # GPL-3.0 plugin that cxr-age does not install; such an instance is received and refused with that reason).
 TRANSFER_SYNTAXES = [uids.ImplicitVRLittleEndian, uids.ExplicitVRLittleEndian, uids.DeflatedExplicitVRLittleEndian,
@@ -81,13 +82,12 @@ class Listener:
 
     def start(self) -> None:
         """Open the port and start the worker."""
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
-
-        ae = AE(ae_title=self.settings.aet)
-        for context in AllStoragePresentationContexts:
+        pynetdicom = pynetdicom_module()
+        evt = pynetdicom.evt
+        ae = pynetdicom.AE(ae_title=self.settings.aet)
+        for context in pynetdicom.AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification)
+        ae.add_supported_context(VERIFICATION)
         if self.settings.allow:
             ae.require_calling_aet = list(self.settings.allow)
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected)]
