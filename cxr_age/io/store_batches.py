@@ -10,6 +10,7 @@ by worker threads (reading and casting release the GIL). A shuffled feed draws a
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -26,6 +27,19 @@ def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+@dataclass(frozen=True)
+class BatchShare:
+    """This process's share of every global batch when several devices or processes train together: each
+    batch is cut to a multiple of `devices` (all processes' devices: a sharded batch must divide among them),
+    then process `process` of `processes` takes its contiguous part, so that the parts of all processes put
+    side by side are the global batch, in order. The images a cut leaves out (fewer than `devices` per
+    epoch, in the last batch) come at other places of later epochs' shuffled orders."""
+
+    process: int = 0
+    processes: int = 1
+    devices: int = 1
+
+
 class StoreBatches(keras.utils.PyDataset):
     """Batches of the images of `frame["path"]` from `store` with `targets` (a task's, e.g.
     `REGRESS.targets(frame)`), in order or shuffled as `feed` says. Augmentation is tf.data's alone.
@@ -36,7 +50,7 @@ class StoreBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, store: PreparedStore, frame: pd.DataFrame, targets: np.ndarray, batch_size: int,
-                 feed: Feed = Feed(), workers: int | None = None) -> None:
+                 feed: Feed = Feed(), workers: int | None = None, share: BatchShare = BatchShare()) -> None:
         if feed.augment:
             raise CxrAgeError(AUGMENT_NEEDS_TENSORFLOW)
         super().__init__(workers=workers or _default_workers(), use_multiprocessing=False)
@@ -45,6 +59,7 @@ class StoreBatches(keras.utils.PyDataset):
         self.targets = np.asarray(targets)
         self.batch_size = batch_size
         self.feed = feed
+        self.share = share
         self.epoch = 0
         self.order = self._order()
 
@@ -53,11 +68,19 @@ class StoreBatches(keras.utils.PyDataset):
             return np.arange(len(self.rows))
         return np.random.default_rng([self.feed.seed, self.epoch]).permutation(len(self.rows))
 
+    @property
+    def left_out(self) -> int:
+        """Images per epoch that the last batch's cut to a multiple of the devices leaves out."""
+        return len(self.rows) % self.batch_size % self.share.devices
+
     def __len__(self) -> int:
-        return -(-len(self.rows) // self.batch_size)
+        return -(-(len(self.rows) - self.left_out) // self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         picked = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        picked = picked[:len(picked) - len(picked) % self.share.devices]
+        part = len(picked) // self.share.processes
+        picked = picked[self.share.process * part:(self.share.process + 1) * part]
         images = self.store.read(self.rows[picked]).astype(np.float32) / np.float32(255.0)
         return images[..., None], self.targets[picked]
 

@@ -1,4 +1,6 @@
-"""Training on several devices or machines through `tf.distribute` (data parallelism, synchronous all-reduce).
+"""Training on several devices or machines: through `tf.distribute` on Keras's TensorFlow backend (data
+parallelism, synchronous all-reduce), through `keras.distribution` on its JAX backend
+(`cxr_age.nets.jax_distribution`), under the same three names.
 
 - `default`: one device (the first GPU, else the CPU).
 - `mirrored`: `tf.distribute.MirroredStrategy` over every GPU of this machine (over the logical CPU devices
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cxr_age.errors import CxrAgeError
+from cxr_age.nets.jax_distribution import JaxCluster, JaxDataParallel, jax_cluster
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -76,30 +79,42 @@ def cluster_task(environ: dict[str, str] | None = None) -> ClusterTask:
     return ClusterTask(kind, index, workers, has_chief="chief" in members)
 
 
+def _cluster(name: str | None) -> ClusterTask | JaxCluster | None:
+    """This process's place in a multi-worker run, from TF_CONFIG or, on JAX, Keras's distribution variables."""
+    if name != "multiworker":
+        return None
+    return jax_cluster() if _keras_backend() == "jax" else cluster_task()
+
+
 def is_chief(name: str | None) -> bool:
     """Whether this process writes the run's results: always, except on a non-chief multi-worker task."""
-    return name != "multiworker" or cluster_task().is_chief
+    cluster = _cluster(name)
+    return cluster is None or cluster.is_chief
 
 
 def run_folder_suffix(name: str | None) -> str:
     """`""`, or `-worker<i>` for a non-chief multi-worker task (see `ClusterTask.folder_suffix`)."""
-    return cluster_task().folder_suffix if name == "multiworker" else ""
+    cluster = _cluster(name)
+    return cluster.folder_suffix if cluster else ""
 
 
-def make_strategy(name: str | None) -> tf.distribute.Strategy | None:
-    """The strategy called `name` (None means `default`). Create it before any other TensorFlow work in
-    the process: `MultiWorkerMirroredStrategy` configures the collective operations at start-up. On another
-    Keras backend `default` is None (one device, placed by the backend) and the others a one-line error:
-    tf.distribute drives TensorFlow's own graphs only."""
+def make_strategy(name: str | None) -> tf.distribute.Strategy | JaxDataParallel | None:
+    """The strategy called `name` (None means `default`). Create it before any other TensorFlow or JAX work
+    in the process: `MultiWorkerMirroredStrategy` configures the collective operations at start-up, and JAX's
+    distributed runtime must be joined before JAX computes anything. On the JAX backend `mirrored` and
+    `multiworker` are `keras.distribution.DataParallel` (`cxr_age.nets.jax_distribution`); on another backend
+    `default` is None (one device, placed by the backend) and the others a one-line error."""
     name = name or "default"
     if name not in STRATEGIES:
         raise CxrAgeError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     backend = _keras_backend()
+    if backend == "jax" and name != "default":
+        return JaxDataParallel(jax_cluster() if name == "multiworker" else None)
     if backend != "tensorflow":
         if name == "default":
             return None
-        raise CxrAgeError(f"`strategy` {name} is tf.distribute, which runs on Keras's TensorFlow backend only; "
-                          f"this process runs {backend}")
+        raise CxrAgeError(f"`strategy` {name} runs on Keras's TensorFlow (tf.distribute) and JAX "
+                          f"(keras.distribution) backends; this process runs {backend}")
     import tensorflow as tf
 
     if name == "default":
@@ -170,10 +185,20 @@ def _backend_device() -> str:
     return backend
 
 
-def describe(strategy: tf.distribute.Strategy | None, name: str | None, batch_size: int) -> str:
+def describe(strategy: tf.distribute.Strategy | JaxDataParallel | None, name: str | None, batch_size: int) -> str:
     """One line for the log: strategy, replicas, devices and the per-replica batch."""
     if strategy is None:
         return f"strategy default: 1 replica ({_backend_device()}), global batch {batch_size}"
+    if isinstance(strategy, JaxDataParallel):
+        where = strategy.where()
+    else:
+        where = _tf_devices(strategy, name)
+    replicas = strategy.num_replicas_in_sync
+    return (f"strategy {name or 'default'}: {replicas} replica{'s' * (replicas != 1)} ({where}), "
+            f"global batch {batch_size} = {replica_batch(replicas, batch_size)} per replica")
+
+
+def _tf_devices(strategy: tf.distribute.Strategy, name: str | None) -> str:
     import tensorflow as tf
 
     if name in (None, "default"):
@@ -185,6 +210,4 @@ def describe(strategy: tf.distribute.Strategy | None, name: str | None, batch_si
     if name == "multiworker":
         task = cluster_task()
         where += f" here, {task.type} {task.index} of {task.workers} machines"
-    replicas = strategy.num_replicas_in_sync
-    return (f"strategy {name or 'default'}: {replicas} replica{'s' * (replicas != 1)} ({where}), "
-            f"global batch {batch_size} = {replica_batch(replicas, batch_size)} per replica")
+    return where

@@ -30,9 +30,11 @@ from cxr_age.io.selection import Selection, select
 from cxr_age.io.selection_report import log_selection
 from cxr_age.io.splits import SPLIT_COLUMNS, SPLITS, assign_splits
 from cxr_age.io.store import PreparedStore, matching_store
+from cxr_age.io.store_batches import BatchShare
 from cxr_age.nets.compile_cache import enable_compile_cache
 from cxr_age.nets.densenet import NetworkOptions, build_model
 from cxr_age.nets.distribute import describe, is_chief, make_strategy, run_folder_suffix
+from cxr_age.nets.jax_distribution import JaxDataParallel
 from cxr_age.nets.precision import check_policy, gpu_capability, mixed_policy
 from cxr_age.run import Run
 from cxr_age.runtime import has_tensorflow
@@ -168,7 +170,8 @@ def train(experiment: Experiment, out: str | os.PathLike | None = None, *,
     log_selection(selection, experiment.data, log)
     if experiment.data.healthy_only:
         healthy_mask(selection.frame)  # a table without findings stops here too
-    if not has_tensorflow():
+    distributed_jax = keras.backend.backend() == "jax" and experiment.train.strategy in ("mirrored", "multiworker")
+    if not has_tensorflow() or distributed_jax:
         data = experiment.data
         store = matching_store(selection.frame["path"], data.image_size)
         require_source(store, len(selection.frame), data.image_size, bool(data.augment))
@@ -194,14 +197,16 @@ def _train(config: Experiment, run: Run, extra_callbacks: Sequence[keras.callbac
     run.write_config(config)
     keras.utils.set_random_seed(config.data.seed)
     _, parts, store = prepare_data(config, run, selection)
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    share = _share(strategy)
     feed = Feed(shuffle=True, augment=config.data.augment, seed=config.data.seed)
     train_data = make_batches(parts["train"], task.targets(parts["train"], settings.age_scale), size,
-                              settings.batch_size, feed, store)
+                              settings.batch_size, feed, store, share)
     val_data = make_batches(parts["val"], task.targets(parts["val"], settings.age_scale), size,
-                            settings.batch_size, Feed(seed=config.data.seed), store)
-    replicas = strategy.num_replicas_in_sync if strategy else 1
+                            settings.batch_size, Feed(seed=config.data.seed), store, share)
+    _log_left_out(train_data, val_data, replicas)
     options = NetworkOptions(settings.bn_momentum, settings.precision_policy or "float32",
-                             synchronized_bn=replicas > 1)
+                             synchronized_bn=replicas > 1 and keras.backend.backend() == "tensorflow")
     cache = enable_compile_cache()
     if cache:
         log.info("compiled steps are cached in %s", cache)
@@ -218,7 +223,25 @@ def _train(config: Experiment, run: Run, extra_callbacks: Sequence[keras.callbac
         callbacks=_callbacks(run, settings.patience) + list(extra_callbacks),
         verbose=1 if sys.stdout.isatty() else 2,
     )
+    if isinstance(strategy, JaxDataParallel):
+        strategy.release()  # evaluation runs on the chief alone, on one device
     if not is_chief(settings.strategy):
         return False
     evaluate(run)
     return True
+
+
+def _share(strategy: tf.distribute.Strategy | JaxDataParallel | None) -> BatchShare | None:
+    """This process's part of each batch under a JAX distribution (tf.distribute splits its own batches)."""
+    if not isinstance(strategy, JaxDataParallel):
+        return None
+    return BatchShare(strategy.process_id, strategy.processes, strategy.num_replicas_in_sync)
+
+
+def _log_left_out(train_data: object, val_data: object, replicas: int) -> None:
+    left = {name: getattr(data, "left_out", 0) for name, data in (("training", train_data), ("validation", val_data))}
+    for name, count in left.items():
+        if count:
+            log.info("%d %s image(s) per epoch are left out of the last batch, cut to a multiple of the %d "
+                     "devices%s", count, name, replicas,
+                     " (a new order each epoch puts others there)" if name == "training" else "")
