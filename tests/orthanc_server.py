@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,9 +30,19 @@ def _plugin() -> Path | None:
     return None
 
 
+def dcmtk(tool: str) -> str | None:
+    """dcmtk's `tool` on PATH, passing over the virtual environment's folder, where pynetdicom installs Python
+    programs of the same names (`storescu`, `echoscu`) that take other options."""
+    own = Path(sys.executable).parent.resolve()
+    folders = [folder for folder in os.environ.get("PATH", "").split(os.pathsep)
+               if folder and Path(folder).resolve() != own]
+    return shutil.which(tool, path=os.pathsep.join(folders))
+
+
 def require_tools(*tools: str) -> None:
-    """Skip (or fail, under CXR_AGE_REQUIRE_PACS) unless Orthanc, its DICOMweb plugin and `tools` are here."""
-    missing = [name for name in ("Orthanc", *tools) if shutil.which(name) is None]
+    """Skip (or fail, under CXR_AGE_REQUIRE_PACS) unless Orthanc, its DICOMweb plugin and the dcmtk `tools` are
+    here."""
+    missing = [name for name in ("Orthanc", *tools) if dcmtk(name) is None]
     if _plugin() is None:
         missing.append("the orthanc-dicomweb plugin")
     if missing:

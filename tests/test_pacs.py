@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -23,7 +22,7 @@ import pydicom
 import pytest
 from dicoms import PATIENT_ID, PATIENT_NAME, chest_instance, write_dicom
 from helpers import assert_one_line_error, call_cli, free_ports, guarded_environment
-from orthanc_server import PASSWORD, USER, OrthancServer, require_tools
+from orthanc_server import PASSWORD, USER, OrthancServer, dcmtk, require_tools
 from phantoms import phantom
 from pydicom.uid import generate_uid
 
@@ -174,11 +173,11 @@ def test_report_passes_dciodvfy_and_reads_back_from_an_anonymised_image(tmp_path
     assert (back.predicted_age, back.interval_low, back.interval_high) == (61.235, 50.0, 72.5)
     assert back.source_uid == dataset.SOPInstanceUID and back.model_sha256 == "ab" * 32
     assert read_age_report(dataset) is None  # not a report
-    if shutil.which("dciodvfy") is None:
+    if dcmtk("dciodvfy") is None:
         if os.environ.get("CXR_AGE_REQUIRE_PACS"):
             pytest.fail("dciodvfy (dicom3tools) is not installed")
         pytest.skip("needs dciodvfy (apt install dicom3tools)")
-    verdict = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    verdict = subprocess.run([dcmtk("dciodvfy"), str(path)], capture_output=True, text=True)
     errors = [line for line in (verdict.stdout + verdict.stderr).splitlines() if line.startswith("Error")]
     assert not errors, errors
 
@@ -225,9 +224,8 @@ def test_ledger_resumes_and_a_later_row_wins(tmp_path):
 
 
 def storescu(port: int, calling: str, *files: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["storescu", "--propose-rle", "-aet", calling, "-aec", "CXRAGE", "127.0.0.1", str(port),
-                           *map(str, files)],
-                          capture_output=True, text=True, timeout=60)
+    command = [dcmtk("storescu"), "--propose-rle", "-aet", calling, "-aec", "CXRAGE", "127.0.0.1", str(port)]
+    return subprocess.run([*command, *map(str, files)], capture_output=True, text=True, timeout=60)
 
 
 def wait_until(condition, timeout: float = 120) -> bool:
@@ -255,7 +253,8 @@ def test_listener_forwards_reports_refuses_a_wrong_ae_and_stops_cleanly(phantom_
             stdout=stdout, stderr=stderr, env=guarded_environment())
     try:
         assert wait_until(lambda: "listening as CXRAGE" in out.read_text(), 180), err.read_text()
-        assert subprocess.run(["echoscu", "-aet", "MODALITY", "-aec", "CXRAGE", "127.0.0.1", str(port)]).returncode == 0
+        echo = [dcmtk("echoscu"), "-aet", "MODALITY", "-aec", "CXRAGE", "127.0.0.1", str(port)]
+        assert subprocess.run(echo).returncode == 0
         assert storescu(port, "INTRUDER", files["chest0"]).returncode != 0  # a calling AE not in --allow
         sent = storescu(port, "MODALITY", files["chest0"], files["chest1"], files["lateral"], tmp_path / "corrupt.dcm")
         assert sent.returncode == 0, sent.stderr
