@@ -110,10 +110,14 @@ def test_two_devices_and_two_processes_take_the_one_device_step(work):
     assert "strategy mirrored: 2 replicas (jax cpu:0, cpu:1)" in two_log and "= 4 per replica" in two_log
     assert "strategy multiworker: 2 replicas" in chief_log and "process 0 of 2" in chief_log
     assert "this worker's share of the training is done" in worker_log
+    # Adam's first step moves every weight by about the learning rate (1e-3) whatever its gradient's size, so
+    # a weight whose gradient is near zero carries the rounding of the summation order into its step: the
+    # weights are compared to 2% of one step (measured here: 4.6e-6 at most, the loss to 4.3e-6 relative).
     for step in (two_step, chief_step, worker_step):
-        assert step["loss"] == pytest.approx(one_step["loss"], rel=1e-5, abs=1e-7)
+        assert step["loss"] == pytest.approx(one_step["loss"], rel=2e-5)
         for kernel, reference in zip(step["kernels"], one_step["kernels"]):
-            np.testing.assert_allclose(kernel, reference, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(kernel, reference, rtol=0, atol=2e-5)
+    assert chief_step == worker_step  # both processes hold the same replicated weights
     for run in ("run-mirrored", "run-multi"):
         assert _val_loss(root / run) == pytest.approx(_val_loss(root / "run-one"), abs=1e-4)
         assert (root / run / "metrics.json").is_file()
