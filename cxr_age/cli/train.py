@@ -51,9 +51,11 @@ def build_parser() -> Parser:
                        help="compile the training step with XLA (default: Keras decides, on with a GPU and off on "
                             "a CPU-only machine)")
     group.add_argument("--strategy", choices=STRATEGIES,
-                       help="devices (tf.distribute): default (one device), mirrored (every GPU of this machine) or "
-                            "multiworker (the machines in TF_CONFIG; run the same command on each). --batch-size is "
-                            "the global batch, split evenly among the replicas")
+                       help="devices: default (one device), mirrored (every GPU of this machine) or multiworker "
+                            "(several machines; run the same command on each): tf.distribute with TF_CONFIG on the "
+                            "TensorFlow backend, keras.distribution with KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+                            "_NUM_PROCESSES and _PROCESS_ID on the JAX backend (from a prepared store). --batch-size "
+                            "is the global batch, split evenly among the replicas")
     add_data_options(parser)
     parser.add_argument("--healthy-only", action="store_true", default=None,
                         help="train, validate and calibrate on the images the dataset's labels call healthy (NIH and "
