@@ -22,7 +22,7 @@ from cxr_age.io.feed import Feed
 from cxr_age.io.pipeline import make_dataset
 from cxr_age.io.selection import select
 from cxr_age.io.store import PreparedStore, matching_store
-from cxr_age.io.store_batches import StoreBatches
+from cxr_age.io.store_batches import BatchShare, StoreBatches
 from cxr_age.io.store_writer import prepare_store
 from cxr_age.tasks import REGRESS
 from cxr_age.workflows.training import prepare_data
@@ -103,6 +103,27 @@ def test_numpy_batches_of_a_store_are_the_tf_data_batches(bars, tmp_path):
     assert epochs(seed=7) == [first, second] and epochs(seed=8)[0] != first
     with pytest.raises(CxrAgeError, match="`augment` runs in the tf.data pipeline"):
         StoreBatches(store, good, targets, 4, Feed(augment=True))
+
+
+def test_processes_share_each_global_batch_without_reading_an_image_twice(bars, tmp_path):
+    """Under a JAX distribution each process reads its contiguous part of every global batch: side by side the
+    parts are the one-device batch, no image is read twice, and only the last batch is cut to a multiple of the
+    devices (11 images, batches of 4, 2 devices: the last batch of 3 loses one)."""
+    good = bars.drop(index=5).reset_index(drop=True)
+    prepare_store(good, SIZE, tmp_path / "store", shard_size=4, progress=False)
+    store = PreparedStore(tmp_path / "store")
+    targets = REGRESS.targets(good)
+    whole = StoreBatches(store, good, targets, 4, Feed(shuffle=True, seed=3))
+    parts = [StoreBatches(store, good, targets, 4, Feed(shuffle=True, seed=3), share=BatchShare(i, 2, 2))
+             for i in range(2)]
+    assert len(parts[0]) == len(whole) == 3 and parts[0].left_out == 1
+    read = []
+    for index in range(len(whole)):
+        joined = np.concatenate([part[index][1] for part in parts])
+        expected = whole[index][1]
+        np.testing.assert_array_equal(joined, expected[:len(expected) - len(expected) % 2])
+        read.extend(joined.tolist())
+    assert len(read) == len(set(read)) == 10
 
 
 def test_a_store_matches_only_unchanged_images_of_its_size(bars, tmp_path):
