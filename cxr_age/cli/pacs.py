@@ -55,6 +55,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from cxr_age.pacs.pull import PullSettings, pull
 
     archive = Archive(args.url)
+    archive.check()
     reader = load_reader(args)
     ledger = Path(args.csv) if args.csv else default_ledger(archive.url)
     settings = PullSettings(ledger, since=args.since, until=args.until, limit=args.limit,

@@ -92,6 +92,17 @@ class Archive:
         except requests.RequestException as err:
             raise ArchiveError(f"cannot reach {self.url} ({what}): {type(err).__name__}") from None
 
+    def check(self) -> None:
+        """One small QIDO-RS query, tried once, so that a wrong URL or credential ends the command at once,
+        before a model loads. (Later requests are retried with dicomweb-client's backoff, five tries over
+        about 30 s, which rides out a busy or restarting server.)"""
+        self.client.set_http_retry_params(retry=False)
+        try:
+            with self._calling("a first query"):
+                self.client.search_for_studies(limit=1)
+        finally:
+            self.client.set_http_retry_params()
+
     def studies(self, since: str | None = None, until: str | None = None) -> list[str]:
         """Study Instance UIDs of the studies holding CR or DX images, within the study dates (YYYYMMDD,
         both ends included), each once, in the order found."""
