@@ -7,6 +7,7 @@ import argparse
 import logging
 import re
 
+from cxr_age.cli.options import load_task_model
 from cxr_age.cli.predict import summary_line
 from cxr_age.engines import ENGINES
 from cxr_age.tasks import CLASSIFY, REGRESS
@@ -36,7 +37,6 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def load_reader(args: argparse.Namespace):
     """The `AgeReader` of the flags' models, after printing what each model is."""
-    from cxr_age.cli.options import load_task_model
     from cxr_age.pacs.assessment import AgeReader
 
     regressor = load_task_model(args.model, REGRESS, (args.sha256, args.engine), MODEL_FLAGS)

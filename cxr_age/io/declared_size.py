@@ -12,6 +12,8 @@ import warnings
 
 from cxr_age.io.dicom import DICOM_SUFFIXES
 
+MAX_PIXELS = 64_000_000  # the default limit: a 12,000 x 5,300 film scan; a detector is at most about 4,300 x 4,300
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Start-of-frame markers: SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC), which share the range.
 _JPEG_FRAMES = {0xC0 + n for n in range(16)} - {0xC4, 0xC8, 0xCC}

@@ -39,9 +39,14 @@ EXAMPLE = (f"{ADDRESSES}=host1:12345 {PROCESSES}=2 {PROCESS_ID}=0 on the first m
 class JaxCluster:
     """This process's place among the processes of a multi-process run: process 0 is the chief."""
 
-    coordinator: str
+    host: str
+    port: int
     processes: int
     process_id: int
+
+    @property
+    def coordinator(self) -> str:
+        return f"{self.host}:{self.port}"
 
     @property
     def is_chief(self) -> bool:
@@ -74,7 +79,7 @@ def jax_cluster(environ: dict[str, str] | None = None) -> JaxCluster:
     if processes < 1 or process_id >= processes:
         raise CxrAgeError(f"{PROCESS_ID}={process_id} is not one of the {processes} processes "
                           f"({PROCESS_ID} counts from 0)")
-    return JaxCluster(coordinator, processes, process_id)
+    return JaxCluster(host, int(port), processes, process_id)
 
 
 def _gather(port: int, workers: int, timeout: float) -> None:
@@ -126,12 +131,11 @@ def _connect(cluster: JaxCluster) -> None:
     import jax
 
     timeout = int(os.environ.get(TIMEOUT, "300"))
-    host, _, port = cluster.coordinator.rpartition(":")
     if cluster.processes > 1:
         if cluster.is_chief:
-            _gather(int(port), cluster.processes - 1, timeout)
+            _gather(cluster.port, cluster.processes - 1, timeout)
         else:
-            _reach(host, int(port), timeout)
+            _reach(cluster.host, cluster.port, timeout)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes all-reduce through Gloo
     try:
         jax.distributed.initialize(coordinator_address=cluster.coordinator, num_processes=cluster.processes,

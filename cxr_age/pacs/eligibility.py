@@ -7,6 +7,7 @@ reasons can be counted and logged."""
 
 from __future__ import annotations
 
+from cxr_age.io.declared_size import MAX_PIXELS
 from cxr_age.io.dicom import CHEST_BODY_PARTS
 
 CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
@@ -16,7 +17,6 @@ ACCEPTED_SOP_CLASSES = (CR_IMAGE, DX_FOR_PRESENTATION)
 STRUCTURED_REPORTS = "1.2.840.10008.5.1.4.1.1.88."
 SECONDARY_CAPTURES = "1.2.840.10008.5.1.4.1.1.7"
 FRONTAL_VIEWS = ("PA", "AP")
-MAX_PIXELS = 64_000_000  # a 12,000 x 5,300 film scan; a detector is at most about 4,300 x 4,300
 
 
 def _text(dataset, keyword: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,14 +121,14 @@ class Listener:
         return SUCCESS
 
     def _work(self) -> None:
-        waited = 0.0
+        next_try = time.monotonic() + self.settings.redeliver_every
         while not self._stopping.wait(0.5):
             for study in self.buffer.stable():
                 self._read(study)
-            waited += 0.5
-            if waited >= self.settings.redeliver_every and self.dead.letters():
-                waited = 0.0
-                self.dead.redeliver(self.destination)
+            if time.monotonic() >= next_try:
+                next_try = time.monotonic() + self.settings.redeliver_every
+                if self.dead.letters():
+                    self.dead.redeliver(self.destination)
 
     def _read(self, study: HeldStudy) -> None:
         """Read a study in batches, deliver its reports, and log what became of each instance."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cxr_age.io.declared_size import MAX_PIXELS
+
+__all__ = ["MAX_PIXELS", "MIB", "Batching", "ServerLimits", "UploadLimits"]
 MIB = 2**20
-MAX_PIXELS = 64_000_000  # a 12,000 x 5,300 film scan; a detector is at most about 4,300 x 4,300
 
 
 @dataclass(frozen=True)

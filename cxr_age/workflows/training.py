@@ -170,15 +170,14 @@ def train(experiment: Experiment, out: str | os.PathLike | None = None, *,
     log_selection(selection, experiment.data, log)
     if experiment.data.healthy_only:
         healthy_mask(selection.frame)  # a table without findings stops here too
-    distributed_jax = keras.backend.backend() == "jax" and experiment.train.strategy in ("mirrored", "multiworker")
-    if not has_tensorflow() or distributed_jax:
+    name = experiment.train.strategy
+    strategy = strategy or make_strategy(name)
+    if not has_tensorflow() or isinstance(strategy, JaxDataParallel):  # both read a prepared store only
         data = experiment.data
         store = matching_store(selection.frame["path"], data.image_size)
         require_source(store, len(selection.frame), data.image_size, bool(data.augment))
     experiment = with_precision_policy(experiment)
-    name = experiment.train.strategy
     suffix = run_folder_suffix(name)
-    strategy = strategy or make_strategy(name)
     placement = describe(strategy, name, experiment.train.batch_size)
     run, resumed = Run.for_training(experiment, f"{Path(out)}{suffix}" if out else None, suffix)
     settings = experiment.train
