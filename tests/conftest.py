@@ -5,13 +5,27 @@ import are in `helpers.py`."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import no_network
 import pytest
-from helpers import NETWORK_LOG, NIH_2017, BackgroundCommand, CommandRun, small_classifier, write_bar_images
+from helpers import (
+    NETWORK_LOG,
+    NIH_2017,
+    TEST_XLA_FLAGS,
+    BackgroundCommand,
+    CommandRun,
+    small_classifier,
+    write_bar_images,
+)
+
+# XLA (the JAX backend, TensorFlow's --jit-compile) compiles the tests' networks with LLVM's optimisation off,
+# in this process and every command it starts: the same programs, compiled in about two thirds of the time on
+# 2 cores, and run for a few steps of a 32-64 px network. A user's XLA_FLAGS come after, so they still win.
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [TEST_XLA_FLAGS, os.environ.get("XLA_FLAGS")]))
 
 # The shared classifier's training, started in its own process as soon as the tests are collected: its
 # start-up and the trace of its training step (mostly one core) then overlap the phantom regressor's

@@ -34,6 +34,7 @@ SHARED = ROOT.parent / "shared"
 NIH_2017 = SHARED / "nih-metadata" / "Data_Entry_2017.csv.gz"
 GUARD_DIR = Path(__file__).resolve().parent / "network_guard"
 NETWORK_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"cxr-age-network-{os.getpid()}.log"
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"  # set for every test by conftest.py
 RGBA_IMAGES = ("00000100_000", "00002578_000", "00004934_000", "00005224_000", "00005813_000")
 
 def guarded_environment() -> dict[str, str]:

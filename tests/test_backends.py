@@ -58,13 +58,22 @@ def test_networks_and_losses_run_without_tensorflow_and_agree_with_it():
     assert other["mae_years"] == pytest.approx(90.0 * 0.125, rel=1e-6)
 
 
+def _large_cache_entries(folder: Path) -> dict[str, int]:
+    """XLA's cached programs over 1 MiB (a DenseNet's steps: 4.9 and 6.1 MB here; a small helper near the
+    cache's one-second threshold could be stored by one run and not another), by name, with their sizes."""
+    sizes = {path.name: path.stat().st_size for path in folder.iterdir()}
+    return {name: size for name, size in sizes.items() if size > 2**20}
+
+
 @pytest.mark.jax
-def test_gpu_step_benchmark_trains_the_paper_networks_on_jax(tmp_path):
-    """Both paper networks in float32 and the mixed policy this machine's chip gets (float16: no GPU), on the
-    JAX backend without TensorFlow; run again, the regressor's steps come from XLA's persistent cache."""
+def test_gpu_step_benchmark_trains_the_paper_regressor_on_jax(tmp_path):
+    """The paper's regressor (DenseNet169) in float32 and the mixed policy this machine's chip gets (float16:
+    no GPU), on the JAX backend without TensorFlow; run again, its steps come from XLA's persistent cache. The
+    classifier (DenseNet201, softmax) is built without TensorFlow by the test above and trained on JAX by the
+    GPU check (here its two compiles would cost over four minutes more)."""
     pytest.importorskip("jax")
     command = [sys.executable, str(ROOT / "benchmarks" / "gpu_step.py"), "--sizes", "32", "--batch-size", "2",
-               "--steps", "1", "--repeats", "1", "--cache", str(tmp_path / "xla")]
+               "--steps", "1", "--repeats", "1", "--cache", str(tmp_path / "xla"), "--networks", "regress"]
 
     def figures(name: str, *more: str) -> dict:
         result = subprocess.run([*command, "--json", str(tmp_path / name), *more], env=_backend_env("jax"),
@@ -75,15 +84,16 @@ def test_gpu_step_benchmark_trains_the_paper_networks_on_jax(tmp_path):
     first = figures("first.json")
     assert first["backend"] == "jax" and first["tensorflow_imported"] is False
     assert [(row["backbone"], row["policy"]) for row in first["rows"]] == [
-        ("densenet169", "float32"), ("densenet169", "mixed_float16"),
-        ("densenet201", "float32"), ("densenet201", "mixed_float16")]
+        ("densenet169", "float32"), ("densenet169", "mixed_float16")]
     assert all(row["images_per_second"] > 0 for row in first["rows"])
-    assert any((tmp_path / "xla").iterdir())
-    again = figures("again.json", "--networks", "regress")
-    for before, after in zip(first["rows"][:2], again["rows"]):
+    compiled = _large_cache_entries(tmp_path / "xla")
+    assert len(compiled) >= 2  # at least a training step per policy
+    again = figures("again.json")
+    assert _large_cache_entries(tmp_path / "xla") == compiled  # every step found in the cache, none compiled again
+    for before, after in zip(first["rows"], again["rows"], strict=True):
         print(f"{before['policy']}: compiled in {before['compile_seconds']:.1f} s, "
-              f"from the cache in {after['compile_seconds']:.1f} s")
-        assert after["compile_seconds"] < before["compile_seconds"] / 2
+              f"from the cache in {after['compile_seconds']:.1f} s (tracing included)")
+        assert after["compile_seconds"] < before["compile_seconds"]
 
 
 def test_gpu_step_counts_the_forward_flops_of_convolutions_and_dense_layers():

@@ -71,7 +71,10 @@ def work(tmp_path_factory) -> tuple[Path, list[str]]:
 
 
 def _env(root: Path, cache: str = "cache", **extra: str) -> dict[str, str]:
-    return {**guarded_environment(), "KERAS_BACKEND": "jax", "CXR_AGE_CACHE": str(root / cache), **extra}
+    """XLA as users run it, without the tests' faster compile (conftest.py): the comparisons below need the
+    same optimised programs on one device and on two (at LLVM's -O0 the steps differed by more than 2e-5)."""
+    return {**guarded_environment(), "KERAS_BACKEND": "jax", "CXR_AGE_CACHE": str(root / cache), "XLA_FLAGS": "",
+            **extra}
 
 
 def _train(root: Path, name: str, flags: list[str], **extra: str) -> subprocess.Popen:
